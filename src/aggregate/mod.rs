@@ -1,0 +1,49 @@
+//! Aggregation of one interval: the interned tables that the ingest thread records into, and the
+//! per-datagram entry point. The tables are double buffered: the ingest thread fills the active
+//! one; at a flush it is handed whole to the flush thread, which summarizes it, clears it (keeping
+//! every allocation) and hands it back as the next spare.
+
+mod key;
+mod tables;
+
+pub use key::{canonical_key, KeyRules};
+pub use tables::{GaugeAcc, IngestStats, Limits, SeriesRef, Tables, TimerAcc};
+
+use crate::parse::{self, Parsed, Sample};
+
+/// Parses every line of one datagram and records it into `tables`. `samples` is the caller's
+/// reusable parse buffer. Counts the packet, its bytes, every line, and each bad line by reason.
+#[inline]
+pub fn ingest_datagram(tables: &mut Tables, datagram: &[u8], samples: &mut Vec<Sample>) {
+    tables.stats.packets += 1;
+    tables.stats.bytes += datagram.len() as u64;
+    for line in parse::lines(datagram) {
+        ingest_line(tables, line, samples);
+    }
+}
+
+/// Parses and records one line (no newline).
+#[inline]
+pub fn ingest_line(tables: &mut Tables, line: &[u8], samples: &mut Vec<Sample>) {
+    let result = match parse::parse_line(line, samples) {
+        Ok(Parsed::Metric { name, tags }) => {
+            tables.stats.metrics += 1;
+            tables.record(name, tags, line, samples)
+        }
+        Ok(Parsed::Event) => {
+            tables.stats.events += 1;
+            Ok(())
+        }
+        Ok(Parsed::ServiceCheck) => {
+            tables.stats.service_checks += 1;
+            Ok(())
+        }
+        Err(e) => {
+            tables.stats.metrics += 1;
+            Err(e)
+        }
+    };
+    if let Err(why) = result {
+        tables.stats.count_bad(why);
+    }
+}

@@ -1,0 +1,625 @@
+//! The interned tables of one interval. Written by the ingest thread; read, summarized and
+//! cleared by the flush thread after the swap (ownership moves with the `Box<Tables>`).
+//!
+//! Hot path essay. A line costs one hash of its raw bytes (kind, name, raw tags) and one probe
+//! of `raw`, a `hashbrown::HashTable` whose entries point into one byte arena, so a hit touches
+//! no key allocation at all. Only a miss does real work: the name and tags are sanitized and put
+//! in canonical order, looked up in `canon` (so `#b,a` and `#a,b`, or `a b` and `a_b`, land in
+//! the same series), and a new series is appended. Every container here is cleared, never
+//! dropped, between intervals: arenas, tables and the per-timer value vectors keep their
+//! capacity, so a steady workload allocates nothing, new keys included, once warmed up.
+
+use super::key::{canonical_key, KeyRules};
+use crate::parse::{BadLine, Kind, Sample, SampleValue};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+
+/// Bounds that keep memory finite under hostile cardinality.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub key: KeyRules,
+    /// Distinct series per interval; a new series past it is dropped and counted.
+    pub max_series: usize,
+    /// Distinct set members per interval, over all sets.
+    pub max_set_members: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            key: KeyRules::default(),
+            max_series: 1_000_000,
+            max_set_members: 1_000_000,
+        }
+    }
+}
+
+/// What the ingest thread counted in the interval (the daemon's own meta stats).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IngestStats {
+    pub packets: u64,
+    pub metrics: u64,
+    pub bytes: u64,
+    pub events: u64,
+    pub service_checks: u64,
+    pub packets_not_captured: u64,
+    pub bad: [u64; BadLine::COUNT],
+}
+
+impl IngestStats {
+    #[inline]
+    pub fn count_bad(&mut self, why: BadLine) {
+        self.bad[why as usize] += 1;
+    }
+
+    pub fn bad_total(&self) -> u64 {
+        self.bad.iter().sum()
+    }
+
+    pub fn bad(&self, why: BadLine) -> u64 {
+        self.bad[why as usize]
+    }
+}
+
+/// A gauge in one interval: the absolute value with the deltas after it applied, or (when no
+/// absolute value came) the sum of the deltas.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GaugeAcc {
+    pub absolute: Option<f64>,
+    pub delta: f64,
+}
+
+/// A timer in one interval: every value as received, and the count scaled by sample rates.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimerAcc {
+    pub values: Vec<f64>,
+    pub count: f64,
+}
+
+/// Raw spelling → series id. `off` points into `raw_bytes` (name then raw tags).
+#[derive(Clone, Copy)]
+struct RawEntry {
+    hash: u64,
+    off: u32,
+    name_len: u32,
+    tags_len: u32,
+    kind: Kind,
+    id: u32,
+}
+
+/// One series of the interval: its canonical key in `key_bytes` and its slot in the per-kind
+/// vector.
+#[derive(Clone, Copy, Debug)]
+struct Series {
+    kind: Kind,
+    key_off: u32,
+    key_len: u32,
+    name_len: u32,
+    slot: u32,
+}
+
+/// A set member already seen: (set slot, member bytes in `member_bytes`).
+#[derive(Clone, Copy)]
+struct Member {
+    hash: u64,
+    set: u32,
+    off: u32,
+    len: u32,
+}
+
+/// A series as the flush thread sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct SeriesRef<'a> {
+    pub kind: Kind,
+    /// The canonical key, name then `;k=v` tags.
+    pub key: &'a str,
+    /// Length of the name part of `key`.
+    pub name_len: usize,
+    pub slot: usize,
+}
+
+pub struct Tables {
+    limits: Limits,
+    hasher: DefaultHashBuilder,
+    raw: HashTable<RawEntry>,
+    raw_bytes: Vec<u8>,
+    canon: HashTable<u32>,
+    series: Vec<Series>,
+    key_bytes: Vec<u8>,
+    pub counters: Vec<f64>,
+    pub gauges: Vec<GaugeAcc>,
+    /// Timers in use are `timers[..timers_len]`; the rest keep their buffers for reuse.
+    pub timers: Vec<TimerAcc>,
+    timers_len: usize,
+    pub sets: Vec<u64>,
+    members: HashTable<Member>,
+    member_bytes: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Raw datagrams kept for sinks that want them (etsy's `packet` event); empty unless enabled.
+    packets: Vec<u8>,
+    packet_ends: Vec<usize>,
+    pub stats: IngestStats,
+}
+
+/// Raw datagrams kept per interval for the `packet` hook, at most this many bytes.
+pub const PACKET_CAPTURE_LIMIT: usize = 16 << 20;
+
+impl Tables {
+    pub fn new(limits: Limits) -> Tables {
+        Tables {
+            limits,
+            hasher: DefaultHashBuilder::default(),
+            raw: HashTable::new(),
+            raw_bytes: Vec::new(),
+            canon: HashTable::new(),
+            series: Vec::new(),
+            key_bytes: Vec::new(),
+            counters: Vec::new(),
+            gauges: Vec::new(),
+            timers: Vec::new(),
+            timers_len: 0,
+            sets: Vec::new(),
+            members: HashTable::new(),
+            member_bytes: Vec::new(),
+            scratch: Vec::new(),
+            packets: Vec::new(),
+            packet_ends: Vec::new(),
+            stats: IngestStats::default(),
+        }
+    }
+
+    /// Keeps a copy of a raw datagram for the sinks' `packet` hook; past
+    /// [`PACKET_CAPTURE_LIMIT`] bytes in an interval it is counted in `packets_not_captured`.
+    pub fn capture_packet(&mut self, datagram: &[u8]) {
+        if self.packets.len() + datagram.len() > PACKET_CAPTURE_LIMIT {
+            self.stats.packets_not_captured += 1;
+            return;
+        }
+        self.packets.extend_from_slice(datagram);
+        self.packet_ends.push(self.packets.len());
+    }
+
+    /// The datagrams captured this interval, in arrival order.
+    pub fn captured_packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.packet_ends.iter().copied());
+        starts
+            .zip(self.packet_ends.iter().copied())
+            .map(move |(a, b)| &self.packets[a..b])
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Takes new limits (config reload); existing series are kept.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Empties the tables for the next interval, keeping every allocation.
+    pub fn clear(&mut self) {
+        self.raw.clear();
+        self.raw_bytes.clear();
+        self.canon.clear();
+        self.series.clear();
+        self.key_bytes.clear();
+        self.counters.clear();
+        self.gauges.clear();
+        for t in &mut self.timers[..self.timers_len] {
+            t.values.clear();
+            t.count = 0.0;
+        }
+        self.timers_len = 0;
+        self.sets.clear();
+        self.members.clear();
+        self.member_bytes.clear();
+        self.packets.clear();
+        self.packet_ends.clear();
+        self.stats = IngestStats::default();
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Every series recorded this interval, in first-seen order.
+    pub fn series(&self) -> impl Iterator<Item = SeriesRef<'_>> + '_ {
+        self.series.iter().map(move |s| self.series_ref(s))
+    }
+
+    /// The `i`-th series (`i < series_count()`).
+    pub fn series_at(&self, i: usize) -> SeriesRef<'_> {
+        self.series_ref(&self.series[i])
+    }
+
+    fn series_ref(&self, s: &Series) -> SeriesRef<'_> {
+        let bytes = &self.key_bytes[s.key_off as usize..(s.key_off + s.key_len) as usize];
+        SeriesRef {
+            kind: s.kind,
+            // Keys were checked (or sanitized to ASCII) when interned.
+            key: std::str::from_utf8(bytes).unwrap_or(""),
+            name_len: s.name_len as usize,
+            slot: s.slot as usize,
+        }
+    }
+
+    /// The timers in use, by slot.
+    pub fn timers_mut(&mut self) -> &mut [TimerAcc] {
+        &mut self.timers[..self.timers_len]
+    }
+
+    /// Records every sample of one parsed line. `line` is the text the samples' member ranges
+    /// point into. All series the line needs are resolved before any sample is applied, so a line
+    /// refused by a limit leaves no trace.
+    #[inline]
+    pub fn record(
+        &mut self,
+        name: &[u8],
+        tags: &[u8],
+        line: &[u8],
+        samples: &[Sample],
+    ) -> Result<(), BadLine> {
+        let first = samples.first().ok_or(BadLine::NoType)?;
+        let mut ids = [u32::MAX; 4];
+        ids[first.kind as usize] = self.intern(first.kind, name, tags)?;
+        for s in &samples[1..] {
+            if ids[s.kind as usize] == u32::MAX {
+                ids[s.kind as usize] = self.intern(s.kind, name, tags)?;
+            }
+        }
+        for s in samples {
+            let slot = self.series[ids[s.kind as usize] as usize].slot as usize;
+            self.apply(slot, s, line)?;
+        }
+        Ok(())
+    }
+
+    /// Adds to a counter by canonical name (the daemon's own meta counters).
+    pub fn add_counter(&mut self, name: &str, value: f64) {
+        if let Ok(id) = self.intern(Kind::Counter, name.as_bytes(), b"") {
+            let slot = self.series[id as usize].slot as usize;
+            self.counters[slot] += value;
+        }
+    }
+
+    /// Sets a gauge by canonical name (the daemon's own meta gauges).
+    pub fn set_gauge(&mut self, name: &str, value: f64) {
+        if let Ok(id) = self.intern(Kind::Gauge, name.as_bytes(), b"") {
+            let slot = self.series[id as usize].slot as usize;
+            self.gauges[slot] = GaugeAcc {
+                absolute: Some(value),
+                delta: 0.0,
+            };
+        }
+    }
+
+    #[inline]
+    fn apply(&mut self, slot: usize, s: &Sample, line: &[u8]) -> Result<(), BadLine> {
+        match (s.kind, s.value) {
+            (Kind::Counter, SampleValue::Number(v)) => self.counters[slot] += v,
+            (Kind::Timer, SampleValue::Number(v)) => {
+                let t = &mut self.timers[slot];
+                t.values.push(v);
+                t.count += s.weight;
+            }
+            (Kind::Gauge, SampleValue::Number(v)) => {
+                self.gauges[slot] = GaugeAcc {
+                    absolute: Some(v),
+                    delta: 0.0,
+                };
+            }
+            // After an absolute value, deltas fold into it in arrival order (etsy's exact sums);
+            // before one, they add up here and apply to the last value on the flush thread.
+            (Kind::Gauge, SampleValue::Delta(d)) => match &mut self.gauges[slot].absolute {
+                Some(v) => *v += d,
+                None => self.gauges[slot].delta += d,
+            },
+            (Kind::Set, SampleValue::Member { start, end }) => {
+                let member = line.get(start as usize..end as usize).unwrap_or(b"");
+                self.add_member(slot, member)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn add_member(&mut self, set: usize, member: &[u8]) -> Result<(), BadLine> {
+        let hash = self.hasher.hash_one((set as u32, member));
+        let bytes = &self.member_bytes;
+        let found = self.members.find(hash, |m| {
+            m.set == set as u32 && &bytes[m.off as usize..(m.off + m.len) as usize] == member
+        });
+        if found.is_some() {
+            return Ok(());
+        }
+        if self.members.len() >= self.limits.max_set_members {
+            return Err(BadLine::TooManySetMembers);
+        }
+        let off = self.member_bytes.len() as u32;
+        self.member_bytes.extend_from_slice(member);
+        let entry = Member {
+            hash,
+            set: set as u32,
+            off,
+            len: member.len() as u32,
+        };
+        self.members.insert_unique(hash, entry, |m| m.hash);
+        self.sets[set] += 1;
+        Ok(())
+    }
+
+    /// The series id for a raw (kind, name, tags), creating the series on a miss.
+    #[inline]
+    fn intern(&mut self, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
+        let hash = self.hasher.hash_one((kind as u8, name, tags));
+        let bytes = &self.raw_bytes;
+        let hit = self.raw.find(hash, |e| {
+            e.kind == kind
+                && e.name_len as usize == name.len()
+                && e.tags_len as usize == tags.len()
+                && {
+                    let n = e.off as usize;
+                    let t = n + name.len();
+                    &bytes[n..t] == name && &bytes[t..t + tags.len()] == tags
+                }
+        });
+        match hit {
+            Some(e) => Ok(e.id),
+            None => self.intern_miss(hash, kind, name, tags),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn intern_miss(
+        &mut self,
+        hash: u64,
+        kind: Kind,
+        name: &[u8],
+        tags: &[u8],
+    ) -> Result<u32, BadLine> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let result = canonical_key(name, tags, &self.limits.key, &mut scratch)
+            .and_then(|name_len| self.canonical_id(kind, &scratch, name_len));
+        self.scratch = scratch;
+        let id = result?;
+        // Bound the raw table too: hostile spellings of one series must not grow it forever.
+        if self.raw.len() < self.limits.max_series.saturating_mul(4) {
+            let off = self.raw_bytes.len() as u32;
+            self.raw_bytes.extend_from_slice(name);
+            self.raw_bytes.extend_from_slice(tags);
+            let entry = RawEntry {
+                hash,
+                off,
+                name_len: name.len() as u32,
+                tags_len: tags.len() as u32,
+                kind,
+                id,
+            };
+            self.raw.insert_unique(hash, entry, |e| e.hash);
+        }
+        Ok(id)
+    }
+
+    /// Finds or creates the series for a canonical key.
+    fn canonical_id(&mut self, kind: Kind, key: &[u8], name_len: usize) -> Result<u32, BadLine> {
+        let hash = self.hasher.hash_one((kind as u8, key));
+        let (series, bytes) = (&self.series, &self.key_bytes);
+        let found = self.canon.find(hash, |&id| {
+            let s = &series[id as usize];
+            s.kind == kind && &bytes[s.key_off as usize..(s.key_off + s.key_len) as usize] == key
+        });
+        if let Some(&id) = found {
+            return Ok(id);
+        }
+        if self.series.len() >= self.limits.max_series {
+            return Err(BadLine::TooManySeries);
+        }
+        let slot = match kind {
+            Kind::Counter => push_slot(&mut self.counters, 0.0),
+            Kind::Gauge => push_slot(&mut self.gauges, GaugeAcc::default()),
+            Kind::Set => push_slot(&mut self.sets, 0),
+            Kind::Timer => {
+                if self.timers_len == self.timers.len() {
+                    self.timers.push(TimerAcc::default());
+                }
+                self.timers_len += 1;
+                self.timers_len - 1
+            }
+        };
+        let id = self.series.len() as u32;
+        self.series.push(Series {
+            kind,
+            key_off: self.key_bytes.len() as u32,
+            key_len: key.len() as u32,
+            name_len: name_len as u32,
+            slot: slot as u32,
+        });
+        self.key_bytes.extend_from_slice(key);
+        let (series, bytes, hasher) = (&self.series, &self.key_bytes, &self.hasher);
+        self.canon.insert_unique(hash, id, |&id| {
+            let s = &series[id as usize];
+            let key = &bytes[s.key_off as usize..(s.key_off + s.key_len) as usize];
+            hasher.hash_one((s.kind as u8, key))
+        });
+        Ok(id)
+    }
+}
+
+fn push_slot<T>(v: &mut Vec<T>, x: T) -> usize {
+    v.push(x);
+    v.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::ingest_datagram;
+
+    fn tables() -> Tables {
+        Tables::new(Limits::default())
+    }
+
+    fn feed(t: &mut Tables, datagram: &str) {
+        ingest_datagram(t, datagram.as_bytes(), &mut Vec::new());
+    }
+
+    fn find<'a>(t: &'a Tables, kind: Kind, key: &str) -> Option<SeriesRef<'a>> {
+        t.series().find(|s| s.kind == kind && s.key == key)
+    }
+
+    #[test]
+    fn counters_sum_with_rates() {
+        let mut t = tables();
+        feed(
+            &mut t,
+            "a:1|c\na:2|c|@0.5\na:3|c:4|c\nb:-2|c\nb:0.25|c|@0.25",
+        );
+        let a = find(&t, Kind::Counter, "a").unwrap();
+        assert_eq!(t.counters[a.slot], 12.0);
+        let b = find(&t, Kind::Counter, "b").unwrap();
+        assert_eq!(t.counters[b.slot], -1.0);
+        assert_eq!(
+            (t.stats.packets, t.stats.metrics, t.stats.bad_total()),
+            (1, 5, 0)
+        );
+    }
+
+    #[test]
+    fn same_name_different_kinds_are_different_series() {
+        let mut t = tables();
+        feed(&mut t, "x:1|c\nx:2|g\nx:3|ms\nx:a|s");
+        assert_eq!(t.series_count(), 4);
+    }
+
+    #[test]
+    fn spellings_of_one_series_merge() {
+        let mut t = tables();
+        feed(&mut t, "a b:1|c|#y:2,x:1\na_b:1|c|#x:1,y:2\na/b:1|c");
+        assert_eq!(t.series_count(), 2);
+        let s = find(&t, Kind::Counter, "a_b;x=1;y=2").unwrap();
+        assert_eq!((t.counters[s.slot], s.name_len), (2.0, 3));
+        assert!(find(&t, Kind::Counter, "a-b").is_some());
+    }
+
+    #[test]
+    fn gauges_keep_absolute_then_deltas() {
+        let mut t = tables();
+        feed(&mut t, "g:10|g\ng:+5|g\ng:-3|g\nh:-4|g\ni:0|g\ni:-7|g");
+        let acc = |k: &str| t.gauges[find(&t, Kind::Gauge, k).unwrap().slot];
+        assert_eq!(
+            acc("g"),
+            GaugeAcc {
+                absolute: Some(12.0),
+                delta: 0.0
+            }
+        );
+        assert_eq!(
+            acc("h"),
+            GaugeAcc {
+                absolute: None,
+                delta: -4.0
+            }
+        );
+        assert_eq!(
+            acc("i"),
+            GaugeAcc {
+                absolute: Some(-7.0),
+                delta: 0.0
+            }
+        );
+    }
+
+    #[test]
+    fn timers_and_sets() {
+        let mut t = tables();
+        feed(
+            &mut t,
+            "t:10|ms|@0.1\nt:20.5|ms|@0.1\nt:1:2|h\ns:a|s\ns:b|s\ns:a|s\ns:1|s\nu:x|s",
+        );
+        let tm = find(&t, Kind::Timer, "t").unwrap();
+        assert_eq!(t.timers[tm.slot].values, vec![10.0, 20.5, 1.0, 2.0]);
+        assert_eq!(t.timers[tm.slot].count, 22.0);
+        assert_eq!(t.sets[find(&t, Kind::Set, "s").unwrap().slot], 3);
+        assert_eq!(t.sets[find(&t, Kind::Set, "u").unwrap().slot], 1);
+    }
+
+    #[test]
+    fn bad_lines_counted_rest_of_packet_kept() {
+        let mut t = tables();
+        feed(
+            &mut t,
+            "ok:1|c\nfoo:1\nbar:abc|c\nbaz:-1|ms\nqux:1|c|@x\nok:1|c",
+        );
+        feed(&mut t, "quux:|c");
+        assert_eq!(t.counters[find(&t, Kind::Counter, "ok").unwrap().slot], 2.0);
+        assert_eq!(
+            (t.stats.packets, t.stats.metrics, t.stats.bad_total()),
+            (2, 7, 5)
+        );
+        assert_eq!(t.stats.bad(BadLine::BadValue), 2);
+        assert_eq!(t.stats.bad(BadLine::NoType), 1);
+        assert_eq!(t.stats.bad(BadLine::NegativeTimer), 1);
+        assert_eq!(t.stats.bad(BadLine::BadSampleRate), 1);
+        assert_eq!(t.series_count(), 1);
+    }
+
+    #[test]
+    fn max_series_refuses_new_series_only() {
+        let mut t = Tables::new(Limits {
+            max_series: 2,
+            ..Limits::default()
+        });
+        feed(&mut t, "a:1|c\nb:1|c\nc:1|c\na:1|c\nb:1|ms");
+        assert_eq!(t.series_count(), 2);
+        assert_eq!(t.stats.bad(BadLine::TooManySeries), 2);
+        assert_eq!(t.counters[find(&t, Kind::Counter, "a").unwrap().slot], 2.0);
+    }
+
+    #[test]
+    fn max_set_members_bounds_sets() {
+        let mut t = Tables::new(Limits {
+            max_set_members: 3,
+            ..Limits::default()
+        });
+        feed(&mut t, "s:a|s\ns:b|s\nu:a|s\ns:c|s\ns:a|s");
+        assert_eq!(t.sets[find(&t, Kind::Set, "s").unwrap().slot], 2);
+        assert_eq!(t.stats.bad(BadLine::TooManySetMembers), 1);
+    }
+
+    #[test]
+    fn a_line_refused_by_a_limit_leaves_no_trace() {
+        let mut t = Tables::new(Limits {
+            max_series: 1,
+            ..Limits::default()
+        });
+        feed(&mut t, "a:1|c:2|ms");
+        assert_eq!(t.series_count(), 1);
+        assert_eq!(t.counters[0], 0.0, "the counter sample must not be applied");
+    }
+
+    #[test]
+    fn clear_keeps_capacity_and_forgets_everything() {
+        let mut t = tables();
+        feed(&mut t, "t:1|ms\nc:1|c\ns:x|s");
+        t.clear();
+        assert_eq!(t.series_count(), 0);
+        assert_eq!(t.stats, IngestStats::default());
+        assert!(t.timers.capacity() >= 1);
+        feed(&mut t, "t:5|ms");
+        assert_eq!(t.timers_mut()[0].values, vec![5.0]);
+    }
+
+    #[test]
+    fn captured_packets_come_back_in_order() {
+        let mut t = tables();
+        t.capture_packet(b"a:1|c");
+        t.capture_packet(b"");
+        t.capture_packet(b"b:2|c\nc:3|c");
+        let got: Vec<&[u8]> = t.captured_packets().collect();
+        assert_eq!(got, vec![&b"a:1|c"[..], b"", b"b:2|c\nc:3|c"]);
+        t.clear();
+        assert_eq!(t.captured_packets().count(), 0);
+    }
+}

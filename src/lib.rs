@@ -1,0 +1,23 @@
+//! kstatsd: a StatsD-compatible metrics aggregation daemon.
+//!
+//! One ingest thread owns every socket. It pulls UDP datagrams in batches with `recvmmsg`,
+//! busy-polling while traffic flows and parking in `epoll_wait` when idle, parses each line
+//! zero-copy ([`parse`]) and records it into interned hash tables ([`aggregate`]). At each flush
+//! deadline it swaps those tables with a spare and sends the full ones to the flush thread
+//! ([`flush::thread`]), which summarizes them with etsy statsd's exact maths, merges them into
+//! the state that outlives an interval (known keys, gauge values), builds an immutable
+//! [`flush::Snapshot`] and hands it to every [`sink`]. The cleared tables go back to the ingest
+//! thread as its next spare, so nothing is allocated per interval and the ingest thread never
+//! waits for a flush.
+//!
+//! Modules: [`config`] (file, flags, environment, validation), [`net`] (socket set-up, the
+//! `recvmmsg` batch, kernel drop counts), [`server`] (the ingest loop), [`parse`], [`aggregate`],
+//! [`flush`], [`sink`].
+
+pub mod aggregate;
+pub mod config;
+pub mod flush;
+pub mod net;
+pub mod parse;
+pub mod server;
+pub mod sink;

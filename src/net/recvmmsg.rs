@@ -1,0 +1,151 @@
+//! Batched UDP receive with `recvmmsg(2)`, and the one other socket option socket2 lacks
+//! (`SO_RCVBUFFORCE`). This is the only file in kstatsd with `unsafe`; it runs on the ingest
+//! thread (and at start-up for the socket option).
+//!
+//! A [`Batch`] owns `n` receive buffers of `size` bytes in one contiguous allocation, plus the
+//! `iovec` and `mmsghdr` arrays that point into it, all built once. One `recv` call asks the
+//! kernel for up to `n` datagrams with a null timeout and `MSG_DONTWAIT`; we then read exactly
+//! the count it returned, each datagram's length from its `msg_len`, and whether it was cut
+//! (`MSG_TRUNC`). Buffers: 64 × 64 KiB by default (`server.recv_batch`, `server.max_datagram`);
+//! pages are only touched as datagrams land in them.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+pub struct Batch {
+    buffers: Vec<u8>,
+    size: usize,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    received: usize,
+}
+
+impl Batch {
+    /// `n` buffers of `size` bytes each.
+    pub fn new(n: usize, size: usize) -> Batch {
+        let n = n.max(1);
+        let mut buffers = vec![0u8; n * size];
+        let base = buffers.as_mut_ptr();
+        let mut iovecs: Vec<libc::iovec> = (0..n)
+            .map(|i| libc::iovec {
+                // SAFETY: i * size < n * size = buffers.len(), so the offset stays inside the
+                // allocation.
+                iov_base: unsafe { base.add(i * size) }.cast(),
+                iov_len: size,
+            })
+            .collect();
+        let iov_base = iovecs.as_mut_ptr();
+        let headers = (0..n)
+            .map(|i| {
+                // SAFETY: an all-zero mmsghdr is a valid value (null name/control, zero lengths).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                // SAFETY: i < n = iovecs.len().
+                h.msg_hdr.msg_iov = unsafe { iov_base.add(i) };
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        Batch {
+            buffers,
+            size,
+            iovecs,
+            headers,
+            received: 0,
+        }
+    }
+
+    /// Receives up to `n` datagrams without blocking. `Ok(0)` never happens: an empty socket is
+    /// `Err(WouldBlock)`.
+    pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.received = 0;
+        for h in &mut self.headers {
+            h.msg_len = 0;
+            h.msg_hdr.msg_flags = 0;
+        }
+        debug_assert_eq!(self.iovecs.len(), self.headers.len());
+        // SAFETY: `headers` has `len` valid mmsghdrs whose single iovec each points to a distinct
+        // `size`-byte region of `buffers`; all three live as long as `self`, which is borrowed
+        // mutably for the call, so the kernel writes only into memory we own and nobody reads.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                self.headers.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// The `i`-th datagram of the last `recv` (`i` below the count it returned) and whether the
+    /// kernel truncated it.
+    #[inline]
+    pub fn datagram(&self, i: usize) -> (&[u8], bool) {
+        let h = &self.headers[i.min(self.received.saturating_sub(1))];
+        let len = (h.msg_len as usize).min(self.size);
+        let start = i * self.size;
+        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        (&self.buffers[start..start + len], truncated)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.headers.len()
+    }
+}
+
+/// `setsockopt(SO_RCVBUFFORCE)`: like `SO_RCVBUF` but ignores `net.core.rmem_max` (needs
+/// CAP_NET_ADMIN).
+pub fn set_rcvbufforce(socket: &impl AsRawFd, size: usize) -> io::Result<()> {
+    let v: libc::c_int = size.min(i32::MAX as usize / 2) as libc::c_int;
+    // SAFETY: passes a pointer to a live c_int and its exact size, as setsockopt expects.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn receives_a_batch_and_reports_truncation() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = Batch::new(4, 16);
+        assert_eq!(
+            batch.recv(&rx).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        for d in ["a:1|c", "b:2|c", "this datagram is longer than 16 bytes"] {
+            tx.send_to(d.as_bytes(), rx.local_addr().unwrap()).unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let n = batch.recv(&rx).unwrap();
+            for i in 0..n {
+                let (d, t) = batch.datagram(i);
+                got.push((d.to_vec(), t));
+            }
+        }
+        assert_eq!(got[0], (b"a:1|c".to_vec(), false));
+        assert_eq!(got[1], (b"b:2|c".to_vec(), false));
+        assert_eq!(got[2], (b"this datagram is".to_vec(), true));
+    }
+}

@@ -1,0 +1,408 @@
+//! The statsd / DogStatsD line parser. Runs on the ingest thread for every line.
+//!
+//! A line is `name:values|type[|field…]`, optionally followed by `:values|type[|field…]` segments
+//! (etsy's multi-metric form), where `values` may pack several values separated by `:`
+//! (DogStatsD). Fields after the type are `@rate`, `#tags`, `c:container`, `Tts`; unknown fields
+//! are skipped so newer clients keep working. The type and the `@`/`T` fields end at `|` or `:`
+//! (a `:` there starts the next segment); tags and container ids end only at `|` because they
+//! hold `:` themselves.
+//!
+//! A line is all or nothing: every sample is parsed into the caller's reusable `Vec<Sample>`
+//! before any is applied, so a bad segment drops the whole line and is counted once. The common
+//! single-sample line costs two memchr calls, one type match and one number parse.
+
+use super::{parse_f64, BadLine};
+use memchr::{memchr, memchr2};
+
+/// The aggregation a sample feeds. `ms`, `h` and `d` all aggregate as timers (as etsy does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Counter = 0,
+    Timer = 1,
+    Gauge = 2,
+    Set = 3,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Counter, Kind::Timer, Kind::Gauge, Kind::Set];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Timer => "timer",
+            Kind::Gauge => "gauge",
+            Kind::Set => "set",
+        }
+    }
+}
+
+/// What one sample carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SampleValue {
+    /// Counter increment (already scaled by 1/rate), gauge absolute value, timer value.
+    Number(f64),
+    /// A gauge value with a leading sign: added to the last known value.
+    Delta(f64),
+    /// A set member: the byte range within the line.
+    Member { start: u32, end: u32 },
+}
+
+/// One value of one line, ready to record. `weight` is 1/rate (timers count it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub kind: Kind,
+    pub value: SampleValue,
+    pub weight: f64,
+}
+
+/// A parsed line: name and raw tags borrow the datagram; the samples are in the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    Metric { name: &'a [u8], tags: &'a [u8] },
+    Event,
+    ServiceCheck,
+}
+
+/// Parses one line (no `\n`). On `Ok(Parsed::Metric)`, `samples` holds at least one sample.
+#[inline]
+pub fn parse_line<'a>(line: &'a [u8], samples: &mut Vec<Sample>) -> Result<Parsed<'a>, BadLine> {
+    samples.clear();
+    if line.first() == Some(&b'_') {
+        if let Some(p) = parse_event_or_check(line) {
+            return p;
+        }
+    }
+    let colon = memchr(b':', line).ok_or(BadLine::NoValue)?;
+    let name = &line[..colon];
+    if name.is_empty() {
+        return Err(BadLine::EmptyName);
+    }
+    let mut tags: Option<&[u8]> = None;
+    let mut pos = colon + 1;
+    loop {
+        // values, up to the first '|'
+        let bar = pos + memchr(b'|', &line[pos..]).ok_or(BadLine::NoType)?;
+        let values = (pos, bar);
+        pos = bar + 1;
+        // the type, up to '|' or ':'
+        let end = find_end(line, pos);
+        let kind = match &line[pos..end] {
+            b"c" => Kind::Counter,
+            b"g" => Kind::Gauge,
+            b"ms" | b"h" | b"d" => Kind::Timer,
+            b"s" => Kind::Set,
+            b"" => return Err(BadLine::NoType),
+            _ => return Err(BadLine::UnknownType),
+        };
+        pos = end;
+        let mut rate = 1.0;
+        // fields: "|x…" until the segment ends at the line's end or a ':' after a field
+        while line.get(pos) == Some(&b'|') {
+            pos += 1;
+            match line.get(pos) {
+                Some(b'@') => {
+                    let end = find_end(line, pos + 1);
+                    rate = parse_f64(&line[pos + 1..end]).ok_or(BadLine::BadSampleRate)?;
+                    if rate <= 0.0 {
+                        return Err(BadLine::BadSampleRate);
+                    }
+                    pos = end;
+                }
+                Some(b'#') => {
+                    let end = find_bar(line, pos + 1);
+                    if tags.replace(&line[pos + 1..end]).is_some() {
+                        return Err(BadLine::DuplicateTags);
+                    }
+                    pos = end;
+                }
+                Some(b'T') => {
+                    let end = find_end(line, pos + 1);
+                    let ts = &line[pos + 1..end];
+                    if ts.is_empty() || ts.len() > 12 || !ts.iter().all(u8::is_ascii_digit) {
+                        return Err(BadLine::BadTimestamp);
+                    }
+                    pos = end;
+                }
+                // `c:<container id>` and any unknown field: skipped up to the next '|'
+                _ => pos = find_bar(line, pos),
+            }
+        }
+        push_values(line, values, kind, rate, samples)?;
+        match line.get(pos) {
+            Some(b':') => pos += 1,
+            _ => break,
+        }
+    }
+    Ok(Parsed::Metric {
+        name,
+        tags: tags.unwrap_or(b""),
+    })
+}
+
+/// Index of the next '|' or ':' at or after `from`, or the line's end.
+#[inline]
+fn find_end(line: &[u8], from: usize) -> usize {
+    memchr2(b'|', b':', &line[from..]).map_or(line.len(), |i| from + i)
+}
+
+/// Index of the next '|' at or after `from`, or the line's end.
+#[inline]
+fn find_bar(line: &[u8], from: usize) -> usize {
+    memchr(b'|', &line[from..]).map_or(line.len(), |i| from + i)
+}
+
+/// Parses the `:`-separated values of one segment into samples of `kind`.
+#[inline]
+fn push_values(
+    line: &[u8],
+    (start, end): (usize, usize),
+    kind: Kind,
+    rate: f64,
+    samples: &mut Vec<Sample>,
+) -> Result<(), BadLine> {
+    let weight = 1.0 / rate;
+    let mut pos = start;
+    loop {
+        let stop = memchr(b':', &line[pos..end]).map_or(end, |i| pos + i);
+        let v = &line[pos..stop];
+        let value = match kind {
+            Kind::Counter => SampleValue::Number(parse_f64(v).ok_or(BadLine::BadValue)? * weight),
+            Kind::Timer => {
+                let x = parse_f64(v).ok_or(BadLine::BadValue)?;
+                if x < 0.0 {
+                    return Err(BadLine::NegativeTimer);
+                }
+                SampleValue::Number(x)
+            }
+            Kind::Gauge => {
+                let x = parse_f64(v).ok_or(BadLine::BadValue)?;
+                match v.first() {
+                    Some(b'+' | b'-') => SampleValue::Delta(x),
+                    _ => SampleValue::Number(x),
+                }
+            }
+            Kind::Set => {
+                if v.is_empty() {
+                    return Err(BadLine::BadValue);
+                }
+                SampleValue::Member {
+                    start: pos as u32,
+                    end: stop as u32,
+                }
+            }
+        };
+        samples.push(Sample {
+            kind,
+            value,
+            weight,
+        });
+        if stop == end {
+            return Ok(());
+        }
+        pos = stop + 1;
+    }
+}
+
+/// Recognises `_e{title_len,text_len}:title|text|…` and `_sc|name|status|…`. `None` means the
+/// line only starts with `_` and is an ordinary metric name.
+#[cold]
+fn parse_event_or_check(line: &[u8]) -> Option<Result<Parsed<'static>, BadLine>> {
+    if let Some(rest) = line.strip_prefix(b"_sc|") {
+        let mut fields = rest.split(|&b| b == b'|');
+        let name_ok = fields.next().is_some_and(|n| !n.is_empty());
+        let status_ok = matches!(fields.next(), Some(b"0" | b"1" | b"2" | b"3"));
+        return Some(if name_ok && status_ok {
+            Ok(Parsed::ServiceCheck)
+        } else {
+            Err(BadLine::BadEvent)
+        });
+    }
+    let rest = line.strip_prefix(b"_e{")?;
+    Some(
+        parse_event(rest)
+            .map(|()| Parsed::Event)
+            .ok_or(BadLine::BadEvent),
+    )
+}
+
+/// `title_len,text_len}:title|text…` with the lengths in bytes, both titles present.
+fn parse_event(rest: &[u8]) -> Option<()> {
+    let close = memchr(b'}', rest)?;
+    let comma = memchr(b',', &rest[..close])?;
+    let title_len: usize = std::str::from_utf8(&rest[..comma]).ok()?.parse().ok()?;
+    let text_len: usize = std::str::from_utf8(&rest[comma + 1..close])
+        .ok()?
+        .parse()
+        .ok()?;
+    let body = rest.get(close + 1..)?.strip_prefix(b":")?;
+    let after_title = body.get(title_len..)?.strip_prefix(b"|")?;
+    let after_text = after_title.get(text_len..)?;
+    (title_len > 0 && (after_text.is_empty() || after_text[0] == b'|')).then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<(String, String, Vec<Sample>), BadLine> {
+        let mut v = Vec::new();
+        match parse_line(s.as_bytes(), &mut v)? {
+            Parsed::Metric { name, tags } => Ok((
+                String::from_utf8(name.to_vec()).unwrap(),
+                String::from_utf8(tags.to_vec()).unwrap(),
+                v,
+            )),
+            Parsed::Event => Ok(("<event>".into(), String::new(), v)),
+            Parsed::ServiceCheck => Ok(("<sc>".into(), String::new(), v)),
+        }
+    }
+
+    fn num(kind: Kind, x: f64, weight: f64) -> Sample {
+        Sample {
+            kind,
+            value: SampleValue::Number(x),
+            weight,
+        }
+    }
+
+    #[test]
+    fn every_type() {
+        assert_eq!(
+            parse("a:1|c").unwrap().2,
+            vec![num(Kind::Counter, 1.0, 1.0)]
+        );
+        assert_eq!(
+            parse("a:2.5|ms").unwrap().2,
+            vec![num(Kind::Timer, 2.5, 1.0)]
+        );
+        assert_eq!(parse("a:3|h").unwrap().2, vec![num(Kind::Timer, 3.0, 1.0)]);
+        assert_eq!(parse("a:4|d").unwrap().2, vec![num(Kind::Timer, 4.0, 1.0)]);
+        assert_eq!(parse("a:5|g").unwrap().2, vec![num(Kind::Gauge, 5.0, 1.0)]);
+        let g = parse("a:-5|g").unwrap().2;
+        assert_eq!(g[0].value, SampleValue::Delta(-5.0));
+        assert_eq!(parse("a:+5|g").unwrap().2[0].value, SampleValue::Delta(5.0));
+        assert_eq!(
+            parse("a:xyz|s").unwrap().2[0].value,
+            SampleValue::Member { start: 2, end: 5 }
+        );
+    }
+
+    #[test]
+    fn sample_rates_scale_counters_and_weight_timers() {
+        assert_eq!(
+            parse("a:2|c|@0.5").unwrap().2,
+            vec![num(Kind::Counter, 4.0, 2.0)]
+        );
+        assert_eq!(
+            parse("a:0.25|c|@0.25").unwrap().2,
+            vec![num(Kind::Counter, 1.0, 4.0)]
+        );
+        assert_eq!(
+            parse("t:10|ms|@0.1").unwrap().2,
+            vec![num(Kind::Timer, 10.0, 1.0 / 0.1)]
+        );
+        // a rate above 1 is accepted and scales down, as etsy does
+        assert_eq!(
+            parse("a:4|c|@2").unwrap().2,
+            vec![num(Kind::Counter, 2.0, 0.5)]
+        );
+    }
+
+    #[test]
+    fn multi_value_and_packed_lines() {
+        let s = parse("a:1|c:2|c:3|ms").unwrap().2;
+        assert_eq!(
+            s,
+            vec![
+                num(Kind::Counter, 1.0, 1.0),
+                num(Kind::Counter, 2.0, 1.0),
+                num(Kind::Timer, 3.0, 1.0)
+            ]
+        );
+        let s = parse("a:1:2:3|ms|@0.5").unwrap().2;
+        assert_eq!(
+            s,
+            vec![
+                num(Kind::Timer, 1.0, 2.0),
+                num(Kind::Timer, 2.0, 2.0),
+                num(Kind::Timer, 3.0, 2.0)
+            ]
+        );
+        let s = parse("a:1|c|@0.5:2|c").unwrap().2;
+        assert_eq!(
+            s,
+            vec![num(Kind::Counter, 2.0, 2.0), num(Kind::Counter, 2.0, 1.0)]
+        );
+        let s = parse("u:a:b|s").unwrap().2;
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn dogstatsd_fields() {
+        let (name, tags, s) =
+            parse("api.req:1|c|@0.5|#env:prod,host:a|c:abc123|T1700000000").unwrap();
+        assert_eq!(
+            (name.as_str(), tags.as_str()),
+            ("api.req", "env:prod,host:a")
+        );
+        assert_eq!(s, vec![num(Kind::Counter, 2.0, 2.0)]);
+        let (_, tags, s) = parse("x:5|ms|#a,b:c:d|zz:unknown|@1").unwrap();
+        assert_eq!(tags, "a,b:c:d");
+        assert_eq!(s, vec![num(Kind::Timer, 5.0, 1.0)]);
+        // container id field holding colons does not start a new segment
+        assert_eq!(parse("x:1|c|c:ab:cd").unwrap().2.len(), 1);
+        assert_eq!(parse("x:1|g|#").unwrap().1, "");
+    }
+
+    #[test]
+    fn events_and_service_checks() {
+        assert_eq!(parse("_e{5,4}:title|text").unwrap().0, "<event>");
+        assert_eq!(parse("_e{5,4}:title|text|#t:1|p:low").unwrap().0, "<event>");
+        assert_eq!(parse("_sc|db.up|0|#env:prod").unwrap().0, "<sc>");
+        assert_eq!(parse("_e{9,4}:title|text"), Err(BadLine::BadEvent));
+        assert_eq!(parse("_e{x,4}:title|text"), Err(BadLine::BadEvent));
+        assert_eq!(parse("_sc|db.up|7"), Err(BadLine::BadEvent));
+        assert_eq!(parse("_sc||0"), Err(BadLine::BadEvent));
+        // an ordinary name starting with '_'
+        assert_eq!(parse("_internal:1|c").unwrap().0, "_internal");
+    }
+
+    #[test]
+    fn bad_lines_by_reason() {
+        for (line, why) in [
+            ("foo", BadLine::NoValue),
+            (":1|c", BadLine::EmptyName),
+            ("foo:1", BadLine::NoType),
+            ("foo:1|", BadLine::NoType),
+            ("foo:1|x", BadLine::UnknownType),
+            ("foo:1|cc", BadLine::UnknownType),
+            ("bar:abc|c", BadLine::BadValue),
+            ("quux:|c", BadLine::BadValue),
+            ("n:nan|g", BadLine::BadValue),
+            ("n:inf|ms", BadLine::BadValue),
+            ("n:0x10|c", BadLine::BadValue),
+            ("s:|s", BadLine::BadValue),
+            ("baz:-1|ms", BadLine::NegativeTimer),
+            ("qux:1|c|@x", BadLine::BadSampleRate),
+            ("qux:1|c|@0", BadLine::BadSampleRate),
+            ("qux:1|c|@-0.5", BadLine::BadSampleRate),
+            ("qux:1|c|@", BadLine::BadSampleRate),
+            ("t:1|c|Tabc", BadLine::BadTimestamp),
+            ("t:1|c|#a|#b", BadLine::DuplicateTags),
+            ("a:1|c:x|c", BadLine::BadValue),
+            ("a:1|c:2", BadLine::NoType),
+            ("a:1:|ms", BadLine::BadValue),
+        ] {
+            assert_eq!(parse(line).map(|p| p.2), Err(why), "{line}");
+        }
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_of_valid_lines() {
+        let line = "api.req:1:2|ms|@0.5|#env:prod,h|c:x|T17:3|c|@0.1";
+        let mut v = Vec::new();
+        for end in 0..=line.len() {
+            let _ = parse_line(&line.as_bytes()[..end], &mut v);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Input parsing: splitting a datagram into lines and parsing each statsd/DogStatsD line into
+//! borrowed pieces. Runs on the ingest thread; never allocates, never panics, never indexes past
+//! a bound it did not check. A line that cannot be parsed yields a [`BadLine`] reason, which the
+//! caller counts; the rest of the datagram is unaffected.
+
+mod line;
+mod number;
+
+pub use line::{parse_line, Kind, Parsed, Sample, SampleValue};
+pub use number::parse_f64;
+
+/// Why a line was dropped. Counted per reason in `bad_lines_seen` and reported as
+/// `statsd.bad_lines.<reason>`; small and `Copy` so that counting costs an array increment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BadLine {
+    /// No `:` after the name (etsy: "foo").
+    NoValue,
+    /// Nothing before the first `:`, or nothing left after sanitizing.
+    EmptyName,
+    /// A value with no `|type` after it.
+    NoType,
+    /// A type other than c, g, ms, h, d, s.
+    UnknownType,
+    /// A value that is not a finite decimal number (or an empty set member).
+    BadValue,
+    /// A timer/histogram/distribution value below zero.
+    NegativeTimer,
+    /// `@` followed by something that is not a number in (0, ∞).
+    BadSampleRate,
+    /// A `|T` timestamp that is not a Unix time in seconds.
+    BadTimestamp,
+    /// More than one `|#` tags field in one line.
+    DuplicateTags,
+    /// A malformed event (`_e{…}`) or service check (`_sc|…`).
+    BadEvent,
+    /// A name (or tags) that is not UTF-8 when key sanitizing is off.
+    InvalidUtf8,
+    /// A name longer than `max_name_bytes`.
+    NameTooLong,
+    /// More tags than `max_tags`.
+    TooManyTags,
+    /// A new series beyond `max_series` in this interval.
+    TooManySeries,
+    /// A set member beyond `max_set_members` in this interval.
+    TooManySetMembers,
+    /// A datagram longer than the receive buffer (its lines are all lost; counted once).
+    Truncated,
+}
+
+impl BadLine {
+    pub const ALL: [BadLine; 16] = [
+        BadLine::NoValue,
+        BadLine::EmptyName,
+        BadLine::NoType,
+        BadLine::UnknownType,
+        BadLine::BadValue,
+        BadLine::NegativeTimer,
+        BadLine::BadSampleRate,
+        BadLine::BadTimestamp,
+        BadLine::DuplicateTags,
+        BadLine::BadEvent,
+        BadLine::InvalidUtf8,
+        BadLine::NameTooLong,
+        BadLine::TooManyTags,
+        BadLine::TooManySeries,
+        BadLine::TooManySetMembers,
+        BadLine::Truncated,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The snake_case name used in meta stats and the admin output.
+    pub fn name(self) -> &'static str {
+        match self {
+            BadLine::NoValue => "no_value",
+            BadLine::EmptyName => "empty_name",
+            BadLine::NoType => "no_type",
+            BadLine::UnknownType => "unknown_type",
+            BadLine::BadValue => "bad_value",
+            BadLine::NegativeTimer => "negative_timer",
+            BadLine::BadSampleRate => "bad_sample_rate",
+            BadLine::BadTimestamp => "bad_timestamp",
+            BadLine::DuplicateTags => "duplicate_tags",
+            BadLine::BadEvent => "bad_event",
+            BadLine::InvalidUtf8 => "invalid_utf8",
+            BadLine::NameTooLong => "name_too_long",
+            BadLine::TooManyTags => "too_many_tags",
+            BadLine::TooManySeries => "too_many_series",
+            BadLine::TooManySetMembers => "too_many_set_members",
+            BadLine::Truncated => "truncated_datagram",
+        }
+    }
+}
+
+/// Iterates over the lines of a datagram: split on `\n` (found with memchr), a trailing `\r`
+/// stripped, empty lines skipped.
+#[inline]
+pub fn lines(datagram: &[u8]) -> Lines<'_> {
+    Lines { rest: datagram }
+}
+
+pub struct Lines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while !self.rest.is_empty() {
+            let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+                None => (self.rest, &[][..]),
+            };
+            self.rest = rest;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() {
+                return Some(line);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_splits_strips_and_skips_empty() {
+        let got: Vec<&[u8]> = lines(b"a:1|c\r\n\nb:2|c\n\r\nc:3|c").collect();
+        assert_eq!(got, vec![&b"a:1|c"[..], b"b:2|c", b"c:3|c"]);
+        assert_eq!(lines(b"").count(), 0);
+        assert_eq!(lines(b"\n\n").count(), 0);
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        let mut names: Vec<_> = BadLine::ALL.iter().map(|b| b.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), BadLine::COUNT);
+    }
+}

@@ -1,0 +1,103 @@
+//! The console sink: the default when no other sink is configured, so the daemon runs with zero
+//! set-up. Runs on the flush thread. `json` prints one object per flush, exactly the Kafka `flat`
+//! record value; `text` prints Graphite plaintext lines (`name value timestamp`). Each flush is
+//! rendered into one reused buffer and written with a single `write_all`.
+
+use super::{write_f64, write_json_str, write_u64, FlushReport, Sink, SinkError};
+use crate::config::ConsoleFormat;
+use crate::flush::{CounterNames, Naming, Snapshot};
+use std::io::Write;
+use std::time::Instant;
+
+pub struct Console {
+    format: ConsoleFormat,
+    counter_rates: bool,
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    name: String,
+}
+
+impl Console {
+    /// A console sink writing to stdout.
+    pub fn stdout(format: ConsoleFormat, counter_rates: bool) -> Console {
+        Console::new(format, counter_rates, Box::new(std::io::stdout()))
+    }
+
+    pub fn new(format: ConsoleFormat, counter_rates: bool, out: Box<dyn Write + Send>) -> Console {
+        Console {
+            format,
+            counter_rates,
+            out,
+            buf: Vec::with_capacity(1 << 16),
+            name: String::with_capacity(256),
+        }
+    }
+}
+
+/// Renders the `flat` record value: `{"gauges":{…},"durationUnit":"milliseconds","clock":…,
+/// "rateUnit":"seconds"}` (no trailing newline). Shared with the Kafka sink.
+pub fn render_flat(
+    snapshot: &Snapshot,
+    naming: &Naming,
+    which: CounterNames,
+    name: &mut String,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(b"{\"gauges\":{");
+    let mut first = true;
+    snapshot.for_each_flat(naming, which, name, &mut |n, v| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(out, n);
+        out.push(b':');
+        write_f64(out, v);
+    });
+    out.extend_from_slice(b"},\"durationUnit\":\"milliseconds\",\"clock\":");
+    write_u64(out, snapshot.clock);
+    out.extend_from_slice(b",\"rateUnit\":\"seconds\"}");
+}
+
+impl Sink for Console {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn flush(&mut self, snapshot: &Snapshot, naming: &Naming) -> Result<FlushReport, SinkError> {
+        let started = Instant::now();
+        self.buf.clear();
+        match self.format {
+            ConsoleFormat::Json => {
+                let which = CounterNames {
+                    rate: self.counter_rates,
+                    count: true,
+                };
+                render_flat(snapshot, naming, which, &mut self.name, &mut self.buf);
+                self.buf.push(b'\n');
+            }
+            ConsoleFormat::Text => {
+                let buf = &mut self.buf;
+                let which = CounterNames {
+                    rate: true,
+                    count: true,
+                };
+                snapshot.for_each_flat(naming, which, &mut self.name, &mut |n, v| {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(b' ');
+                    write_f64(buf, v);
+                    buf.push(b' ');
+                    write_u64(buf, snapshot.clock);
+                    buf.push(b'\n');
+                });
+            }
+        }
+        let calculation_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.out.write_all(&self.buf)?;
+        self.out.flush()?;
+        Ok(FlushReport {
+            bytes: self.buf.len() as u64,
+            calculation_ms,
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! Shared harness for the end-to-end tests: runs the real `kstatsd` binary on loopback with an
+//! ephemeral UDP port, reads the address it bound from its stderr, and collects every console
+//! flush it prints on stdout (one JSON object per line with `--console json`).
+//! Runs on the test's own thread plus two reader threads per daemon.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// One flush as printed by `--console json`: every name and its value.
+pub type Flush = BTreeMap<String, f64>;
+
+pub struct Daemon {
+    pub child: Child,
+    pub udp: SocketAddr,
+    stdout: Receiver<String>,
+    pub stderr: Receiver<String>,
+    sender: UdpSocket,
+}
+
+impl Daemon {
+    /// Starts `kstatsd --udp 127.0.0.1:0 --console json <extra args>` and waits until it is ready.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let mut args = vec!["--udp", "127.0.0.1:0", "--console", "json"];
+        args.extend_from_slice(extra);
+        Self::start_raw(&args)
+    }
+
+    /// Starts `kstatsd <args>` exactly; the args must configure one UDP listener.
+    pub fn start_raw(args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kstatsd"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kstatsd");
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut udp = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match stderr.recv_timeout(left) {
+                Ok(l) => l,
+                Err(e) => panic!("kstatsd did not become ready: {e:?}"),
+            };
+            if let Some(rest) = line.split("udp listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                udp = Some(addr.parse().expect("bound address"));
+            }
+            if line.ends_with("ready") {
+                break;
+            }
+        }
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Daemon {
+            child,
+            udp: udp.expect("no udp listener logged"),
+            stdout,
+            stderr,
+            sender,
+        }
+    }
+
+    /// Sends one datagram to the daemon's UDP port.
+    pub fn send(&self, datagram: &str) {
+        self.send_bytes(datagram.as_bytes());
+    }
+
+    pub fn send_bytes(&self, datagram: &[u8]) {
+        self.sender.send_to(datagram, self.udp).unwrap();
+    }
+
+    /// The next flush printed on stdout, parsed; panics after `timeout`.
+    pub fn next_flush(&self, timeout: Duration) -> Flush {
+        let line = match self.stdout.recv_timeout(timeout) {
+            Ok(l) => l,
+            Err(RecvTimeoutError::Timeout) => panic!("no flush within {timeout:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("kstatsd closed stdout"),
+        };
+        parse_flush(&line)
+    }
+
+    /// Waits for flushes until one has `name` with a non-zero value; returns that flush.
+    pub fn flush_with(&self, name: &str, timeout: Duration) -> Flush {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no flush carried {name} within {timeout:?}"
+            );
+            let f = self.next_flush(left);
+            if f.get(name).is_some_and(|v| *v != 0.0) {
+                return f;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the status and every flush printed meanwhile.
+    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<Flush>) {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kstatsd did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let rest = self.stdout.try_iter().map(|l| parse_flush(&l)).collect();
+        (status, rest)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses one console JSON flush into name → value (the `gauges` object).
+pub fn parse_flush(line: &str) -> Flush {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["durationUnit"], "milliseconds", "{line}");
+    assert_eq!(v["rateUnit"], "seconds", "{line}");
+    assert!(v["clock"].as_u64().is_some(), "{line}");
+    v["gauges"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no gauges object: {line}"))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_f64().unwrap_or_else(|| panic!("{k} not a number")),
+            )
+        })
+        .collect()
+}
+
+fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
