@@ -10,12 +10,13 @@
 //! thread as its next spare, so nothing is allocated per interval and the ingest thread never
 //! waits for a flush.
 //!
-//! Modules: [`config`] (file, flags, environment, validation), [`net`] (socket set-up, the
+//! Modules: [`config`] (file, flags, environment, validation), [`daemon`] (assembly), [`net`] (socket set-up, the
 //! `recvmmsg` batch, kernel drop counts), [`server`] (the ingest loop), [`parse`], [`aggregate`],
 //! [`flush`], [`sink`].
 
 pub mod aggregate;
 pub mod config;
+pub mod daemon;
 pub mod flush;
 pub mod net;
 pub mod parse;

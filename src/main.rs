@@ -2,16 +2,10 @@
 //! which becomes the ingest thread once everything is bound.
 
 use clap::Parser;
-use kstatsd::aggregate::Tables;
 use kstatsd::config::{Config, Overrides};
-use kstatsd::flush::thread as flush_thread;
-use kstatsd::net::{self, drops::KernelDrops};
-use kstatsd::server::{Server, ServerParts};
-use kstatsd::sink::{Console, Sink};
-use std::os::fd::AsRawFd;
+use kstatsd::{daemon, net};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// A StatsD-compatible metrics aggregation daemon. Every option can also be set in the TOML
@@ -218,67 +212,15 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> std::io::Result<()> {
-    let mut sockets = Vec::new();
-    for addr in &config.server.udp {
-        let bound = net::bind_udp(*addr, config.server.recv_buffer)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))?;
-        log::info!(
-            "udp listening on {} (receive buffer {} bytes)",
-            bound.local,
-            bound.recv_buffer
-        );
-        sockets.push(bound.socket);
-    }
-    let fds: Vec<&dyn AsRawFd> = sockets.iter().map(|s| s as &dyn AsRawFd).collect();
-    let drops = KernelDrops::new(&fds);
-
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(format) = config.console {
-        sinks.push(Box::new(Console::stdout(
-            format,
-            config.aggregate.counter_rates,
-        )));
-    }
-    if sinks.is_empty() {
-        log::warn!("no sink configured: flushes are computed and discarded");
-    }
-    let capture_packets = sinks.iter().any(|s| s.wants_packets());
-
-    let limits = config.aggregate.limits.clone();
-    let flush = flush_thread::spawn(
-        config.aggregate.clone(),
-        sinks,
-        Box::new(Tables::new(limits.clone())),
-        config.server.pin_flush_core,
-        drops,
-        config.server.shutdown_timeout,
-    )?;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (wake_read, wake_write) = std::os::unix::net::UnixStream::pair()?;
-    wake_read.set_nonblocking(true)?;
-    wake_write.set_nonblocking(true)?;
+    let sinks = daemon::configured_sinks(&config);
+    let d = daemon::build(&config, sinks)?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-        signal_hook::low_level::pipe::register(sig, wake_write.try_clone()?)?;
+        signal_hook::flag::register(sig, Arc::clone(&d.stop))?;
+        signal_hook::low_level::pipe::register(sig, d.wake.try_clone()?)?;
     }
-
     if let Some(core) = config.server.pin_ingest_core {
         net::pin_current_thread(core, "ingest");
     }
-    let server = Server::new(ServerParts {
-        udp: sockets,
-        recv_batch: config.server.recv_batch,
-        max_datagram: config.server.max_datagram,
-        active: Box::new(Tables::new(limits)),
-        flush,
-        interval: config.aggregate.flush_interval,
-        busy_poll: config.server.busy_poll,
-        capture_packets,
-        stop,
-        wake: mio::net::UnixStream::from_std(wake_read),
-        shutdown_timeout: config.server.shutdown_timeout,
-    })?;
     log::info!("ready");
-    server.run()
+    d.server.run()
 }

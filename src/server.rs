@@ -41,6 +41,7 @@ pub struct Server {
     interval: Duration,
     last_flush: Instant,
     next_flush: Instant,
+    last_data: Instant,
     overruns: u64,
     overrun_pending: bool,
     flush_thread_gone: bool,
@@ -90,6 +91,7 @@ impl Server {
             interval: parts.interval,
             last_flush: now,
             next_flush: now + parts.interval,
+            last_data: now,
             overruns: 0,
             overrun_pending: false,
             flush_thread_gone: false,
@@ -104,34 +106,41 @@ impl Server {
     /// Runs until SIGTERM/SIGINT, then drains the sockets once more, hands the last interval to
     /// the flush thread and waits (at most `shutdown_timeout`) for it to finish.
     pub fn run(mut self) -> io::Result<()> {
-        let mut last_data = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            let got = self.drain();
-            let now = Instant::now();
-            if got > 0 {
-                last_data = now;
-            }
-            if now >= self.next_flush {
-                self.try_flush(now);
-            }
-            if got == 0 {
-                let park = match self.busy_poll {
-                    BusyPoll::Always => false,
-                    BusyPoll::For(d) => now.duration_since(last_data) >= d,
-                };
-                if park {
-                    let timeout = self.next_flush.saturating_duration_since(now);
-                    match self.poll.poll(&mut self.events, Some(timeout)) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            self.turn()?;
         }
         self.shutdown()
+    }
+
+    /// One iteration of the loop: drain every socket, flush if due, and when there was nothing
+    /// to read either spin once or (after `busy_poll` of silence) park until something happens.
+    /// Returns the number of datagrams read.
+    pub fn turn(&mut self) -> io::Result<usize> {
+        let got = self.drain();
+        let now = Instant::now();
+        if got > 0 {
+            self.last_data = now;
+        }
+        if now >= self.next_flush {
+            self.try_flush(now);
+        }
+        if got == 0 {
+            let park = match self.busy_poll {
+                BusyPoll::Always => false,
+                BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
+            };
+            if park {
+                let timeout = self.next_flush.saturating_duration_since(now);
+                match self.poll.poll(&mut self.events, Some(timeout)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        Ok(got)
     }
 
     /// Reads what is waiting on every socket; returns the number of datagrams.
@@ -224,16 +233,32 @@ impl Server {
         }
     }
 
+    /// Flushes now, waiting (at most `shutdown_timeout`) for the flush thread to return the
+    /// spare. For shutdown and tests; the loop itself never waits. Returns false when the spare
+    /// did not come back in time (nothing was flushed).
+    pub fn flush_now(&mut self) -> bool {
+        self.flush_waiting(false)
+    }
+
+    fn flush_waiting(&mut self, last: bool) -> bool {
+        match self.flush.spares.recv_timeout(self.shutdown_timeout) {
+            Ok(spare) => {
+                self.send_flush(spare, Instant::now(), last);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn shutdown(mut self) -> io::Result<()> {
         log::info!("stopping: draining sockets and flushing");
         while self.drain() > 0 {}
         let deadline = Instant::now() + self.shutdown_timeout;
-        match self.flush.spares.recv_timeout(self.shutdown_timeout) {
-            Ok(spare) => self.send_flush(spare, Instant::now(), true),
-            Err(_) => {
-                log::error!("final flush skipped: the flush thread did not return within the shutdown timeout");
-                return Ok(());
-            }
+        if !self.flush_waiting(true) {
+            log::error!(
+                "final flush skipped: the flush thread did not return within the shutdown timeout"
+            );
+            return Ok(());
         }
         while !self.flush.thread.is_finished() {
             if Instant::now() >= deadline + Duration::from_secs(1) {

@@ -27,13 +27,18 @@ impl Default for KeyRules {
     }
 }
 
+/// Most tags one line may carry, whatever `max_tags` says (the sort uses a stack array).
+pub const TAGS_CAP: usize = 256;
+
 /// Appends the canonical key for (`name`, `tags`) to `out` (which starts empty) and returns the
-/// length of its name part; the rest of `out` is the tag part (`;k=v…`).
+/// length of its name part; the rest of `out` is the tag part (`;k=v…`). `scratch` is a reused
+/// buffer for sorting the tags: this allocates nothing once the buffers are warm.
 pub fn canonical_key(
     name: &[u8],
     tags: &[u8],
     rules: &KeyRules,
     out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
 ) -> Result<usize, BadLine> {
     if name.len() > rules.max_name_bytes {
         return Err(BadLine::NameTooLong);
@@ -46,46 +51,41 @@ pub fn canonical_key(
     if tags.is_empty() {
         return Ok(name_len);
     }
-    // Each tag is written as ";k=v" after the name, then the tag part is sorted and deduplicated.
+    // Each tag is written as "k=v" into `scratch`, its range kept on the stack; the ranges are
+    // then sorted and deduplicated and the tags appended to `out` as ";k=v".
+    scratch.clear();
+    let mut ranges = [(0u32, 0u32); TAGS_CAP];
     let mut count = 0;
     for tag in tags.split(|&b| b == b',') {
-        let start = out.len();
-        out.push(b';');
+        let start = scratch.len();
         match memchr::memchr(b':', tag) {
             Some(i) => {
-                push_component(&tag[..i], rules.sanitize, out)?;
-                out.push(b'=');
-                push_component(&tag[i + 1..], rules.sanitize, out)?;
+                push_component(&tag[..i], rules.sanitize, scratch)?;
+                scratch.push(b'=');
+                push_component(&tag[i + 1..], rules.sanitize, scratch)?;
             }
-            None => push_component(tag, rules.sanitize, out)?,
+            None => push_component(tag, rules.sanitize, scratch)?,
         }
-        if out.len() == start + 1 {
-            out.truncate(start); // an empty tag ("a,,b" or "#") says nothing
-            continue;
+        if scratch.len() == start {
+            continue; // an empty tag ("a,,b" or "#") says nothing
         }
-        count += 1;
-        if count > rules.max_tags {
+        if count == rules.max_tags.min(TAGS_CAP) {
             return Err(BadLine::TooManyTags);
         }
+        ranges[count] = (start as u32, scratch.len() as u32);
+        count += 1;
     }
-    sort_tags(out, name_len);
-    Ok(name_len)
-}
-
-/// Sorts and deduplicates the `;tag` items after `name_len` in place (tiny lists: a scratch copy
-/// is fine here, this only runs on an intern miss).
-fn sort_tags(out: &mut Vec<u8>, name_len: usize) {
-    let tail = out.split_off(name_len);
-    let mut items: Vec<&[u8]> = tail
-        .split(|&b| b == b';')
-        .filter(|t| !t.is_empty())
-        .collect();
-    items.sort_unstable();
-    items.dedup();
-    for t in items {
+    let tag = |r: &(u32, u32)| &scratch[r.0 as usize..r.1 as usize];
+    let ranges = &mut ranges[..count];
+    ranges.sort_unstable_by(|a, b| tag(a).cmp(tag(b)));
+    for (i, r) in ranges.iter().enumerate() {
+        if i > 0 && tag(&ranges[i - 1]) == tag(r) {
+            continue;
+        }
         out.push(b';');
-        out.extend_from_slice(t);
+        out.extend_from_slice(tag(r));
     }
+    Ok(name_len)
 }
 
 /// Writes one name or tag component, sanitized (or UTF-8 checked when sanitizing is off).
@@ -132,6 +132,7 @@ mod tests {
             tags.as_bytes(),
             &KeyRules::default(),
             &mut out,
+            &mut Vec::new(),
         )?;
         Ok((String::from_utf8(out).unwrap(), n))
     }
@@ -173,12 +174,12 @@ mod tests {
         };
         let mut out = Vec::new();
         assert_eq!(
-            canonical_key(b"abcde", b"", &rules, &mut out),
+            canonical_key(b"abcde", b"", &rules, &mut out, &mut Vec::new()),
             Err(BadLine::NameTooLong)
         );
         out.clear();
         assert_eq!(
-            canonical_key(b"a", b"x,y,z", &rules, &mut out),
+            canonical_key(b"a", b"x,y,z", &rules, &mut out, &mut Vec::new()),
             Err(BadLine::TooManyTags)
         );
         let raw = KeyRules {
@@ -187,11 +188,14 @@ mod tests {
         };
         out.clear();
         assert_eq!(
-            canonical_key(b"a\xff", b"", &raw, &mut out),
+            canonical_key(b"a\xff", b"", &raw, &mut out, &mut Vec::new()),
             Err(BadLine::InvalidUtf8)
         );
         out.clear();
-        assert_eq!(canonical_key(b"a b", b"k:v", &raw, &mut out), Ok(3));
+        assert_eq!(
+            canonical_key(b"a b", b"k:v", &raw, &mut out, &mut Vec::new()),
+            Ok(3)
+        );
         assert_eq!(out, b"a b;k=v");
     }
 }

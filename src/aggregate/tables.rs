@@ -135,6 +135,7 @@ pub struct Tables {
     members: HashTable<Member>,
     member_bytes: Vec<u8>,
     scratch: Vec<u8>,
+    tag_scratch: Vec<u8>,
     /// Raw datagrams kept for sinks that want them (etsy's `packet` event); empty unless enabled.
     packets: Vec<u8>,
     packet_ends: Vec<usize>,
@@ -162,6 +163,7 @@ impl Tables {
             members: HashTable::new(),
             member_bytes: Vec::new(),
             scratch: Vec::new(),
+            tag_scratch: Vec::new(),
             packets: Vec::new(),
             packet_ends: Vec::new(),
             stats: IngestStats::default(),
@@ -380,8 +382,14 @@ impl Tables {
     ) -> Result<u32, BadLine> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let result = canonical_key(name, tags, &self.limits.key, &mut scratch)
-            .and_then(|name_len| self.canonical_id(kind, &scratch, name_len));
+        let result = canonical_key(
+            name,
+            tags,
+            &self.limits.key,
+            &mut scratch,
+            &mut self.tag_scratch,
+        )
+        .and_then(|name_len| self.canonical_id(kind, &scratch, name_len));
         self.scratch = scratch;
         let id = result?;
         // Bound the raw table too: hostile spellings of one series must not grow it forever.

@@ -20,6 +20,11 @@ pub struct Batch {
     received: usize,
 }
 
+// SAFETY: the raw pointers in `iovecs` and `headers` point only into `buffers` and `iovecs`,
+// heap allocations this struct owns and never reallocates after `new`; moving the struct to
+// another thread moves their only owner with them, and `recv` takes `&mut self`.
+unsafe impl Send for Batch {}
+
 impl Batch {
     /// `n` buffers of `size` bytes each.
     pub fn new(n: usize, size: usize) -> Batch {

@@ -1,0 +1,197 @@
+//! The recorded etsy statsd 0.9.0 vectors (`../shared/vectors/*.json`), replayed through the
+//! library with an exact 1 s interval: every name etsy flushed must come out of kstatsd with
+//! the same f64, and kstatsd may add only its own `statsd.` meta names. (The same vectors go
+//! through the real daemon over UDP in `udp_engine.rs`.)
+
+use kstatsd::aggregate::{ingest_datagram, Tables};
+use kstatsd::config::{parse_file, Config, Overrides};
+use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub fn vectors_dir() -> PathBuf {
+    std::env::var_os("KSTATSD_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors")))
+}
+
+/// Maps a vector's etsy config onto kstatsd's TOML.
+pub fn toml_for(etsy: &Value) -> String {
+    let mut a = Vec::new();
+    if let Some(p) = etsy.get("percentThreshold") {
+        a.push(format!("percentiles = {p}"));
+    }
+    if let Some(h) = etsy.get("histogram") {
+        let rules: Vec<String> = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{{ metric = {}, bins = {} }}", r["metric"], r["bins"]))
+            .collect();
+        a.push(format!("histograms = [{}]", rules.join(", ")));
+    }
+    if let Some(d) = etsy.get("deleteIdleStats") {
+        a.push(format!("delete_idle_stats = {d}"));
+    }
+    if let Some(g) = etsy.get("graphite") {
+        for (etsy_key, ours) in [
+            ("legacyNamespace", "legacy_namespace"),
+            ("globalPrefix", "global_prefix"),
+            ("prefixCounter", "prefix_counter"),
+            ("prefixTimer", "prefix_timer"),
+            ("prefixGauge", "prefix_gauge"),
+            ("prefixSet", "prefix_set"),
+            ("globalSuffix", "global_suffix"),
+        ] {
+            if let Some(v) = g.get(etsy_key) {
+                a.push(format!("{ours} = {v}"));
+            }
+        }
+    }
+    format!("[aggregate]\n{}\n", a.join("\n"))
+}
+
+/// Is `name` one of kstatsd's own meta names (which the vectors leave out or do not know)?
+pub fn is_meta(name: &str) -> bool {
+    name.contains("statsd.")
+}
+
+fn load(name: &str) -> Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (set KSTATSD_VECTORS to the vectors folder)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn replay(file: &str) {
+    let v = load(file);
+    let config = Config::build(
+        parse_file(&toml_for(&v["etsy_config"])).unwrap(),
+        &Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let naming = Naming::new(&config.aggregate);
+    let mut flusher = Flusher::new(config.aggregate.clone());
+    let mut tables = Tables::new(config.aggregate.limits.clone());
+    let mut samples = Vec::new();
+    let mut failures = Vec::new();
+    for (i, flush) in v["flushes"].as_array().unwrap().iter().enumerate() {
+        for packet in flush["lines"].as_array().unwrap() {
+            ingest_datagram(
+                &mut tables,
+                packet.as_str().unwrap().as_bytes(),
+                &mut samples,
+            );
+        }
+        let meta = FlushMeta {
+            interval: 1.0,
+            clock: 1_700_000_000 + i as u64,
+            ..FlushMeta::default()
+        };
+        let snapshot = flusher.flush(&mut tables, &meta);
+        let mut got = BTreeMap::new();
+        let which = CounterNames {
+            rate: true,
+            count: true,
+        };
+        snapshot.for_each_flat(&naming, which, &mut String::new(), &mut |n, x| {
+            assert!(
+                got.insert(n.to_string(), x).is_none(),
+                "{file}: {n} flushed twice"
+            );
+        });
+        tables.clear();
+        let want: BTreeMap<String, f64> = flush["flushed"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, x)| (k.clone(), x.as_f64().unwrap()))
+            .collect();
+        for (name, w) in &want {
+            match got.get(name) {
+                Some(g) if g == w => {}
+                Some(g) => failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd {g}")),
+                None => failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd has nothing")),
+            }
+        }
+        for name in got.keys().filter(|n| !want.contains_key(*n) && !is_meta(n)) {
+            failures.push(format!(
+                "flush {i}: {name}: kstatsd flushed it, etsy did not"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn counters() {
+    replay("counters.json");
+}
+
+#[test]
+fn gauges() {
+    replay("gauges.json");
+}
+
+#[test]
+fn timers() {
+    replay("timers.json");
+}
+
+#[test]
+fn histograms() {
+    replay("histograms.json");
+}
+
+#[test]
+fn sets() {
+    replay("sets.json");
+}
+
+#[test]
+fn bad_lines() {
+    replay("bad_lines.json");
+}
+
+#[test]
+fn tags_and_names() {
+    replay("tags_and_names.json");
+}
+
+#[test]
+fn delete_idle() {
+    replay("delete_idle.json");
+}
+
+#[test]
+fn non_legacy() {
+    replay("non_legacy.json");
+}
+
+/// Every vector file in the folder is replayed by one of the tests above.
+#[test]
+fn no_vector_is_forgotten() {
+    let mut files: Vec<String> = std::fs::read_dir(vectors_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    let covered = [
+        "bad_lines.json",
+        "counters.json",
+        "delete_idle.json",
+        "gauges.json",
+        "histograms.json",
+        "non_legacy.json",
+        "sets.json",
+        "tags_and_names.json",
+        "timers.json",
+    ];
+    assert_eq!(files, covered);
+}
