@@ -247,34 +247,17 @@ impl Config {
     pub fn build(file: FileConfig, ov: &Overrides) -> Result<Config, ConfigError> {
         let (s, a) = (&file.server, &file.aggregate);
 
-        let udp_text = ov
-            .udp
-            .clone()
-            .or_else(|| s.udp.clone())
-            .unwrap_or_else(|| vec!["127.0.0.1:8125".into()]);
+        let udp_text =
+            ov.udp.clone().or_else(|| s.udp.clone()).unwrap_or_else(|| vec!["127.0.0.1:8125".into()]);
         let mut udp = Vec::new();
-        for addr in udp_text
-            .iter()
-            .flat_map(|a| a.split(','))
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-        {
-            udp.push(addr.parse().map_err(|_| {
-                ConfigError(format!("server.udp: `{addr}` is not an IP:port address"))
-            })?);
+        for addr in udp_text.iter().flat_map(|a| a.split(',')).map(str::trim).filter(|a| !a.is_empty()) {
+            udp.push(
+                addr.parse()
+                    .map_err(|_| ConfigError(format!("server.udp: `{addr}` is not an IP:port address")))?,
+            );
         }
-        let recv_buffer = pick_size(
-            &ov.recv_buffer,
-            s.recv_buffer,
-            8 << 20,
-            "server.recv_buffer",
-        )?;
-        let max_datagram = pick_size(
-            &ov.max_datagram,
-            s.max_datagram,
-            65_536,
-            "server.max_datagram",
-        )?;
+        let recv_buffer = pick_size(&ov.recv_buffer, s.recv_buffer, 8 << 20, "server.recv_buffer")?;
+        let max_datagram = pick_size(&ov.max_datagram, s.max_datagram, 65_536, "server.max_datagram")?;
         if !(512..=(1 << 20)).contains(&max_datagram) {
             return err("server.max_datagram must be between 512 bytes and 1MiB");
         }
@@ -282,45 +265,27 @@ impl Config {
         if !(1..=1024).contains(&recv_batch) {
             return err("server.recv_batch must be between 1 and 1024");
         }
-        let busy_poll = match ov
-            .busy_poll
-            .as_deref()
-            .or(s.busy_poll.as_deref())
-            .unwrap_or("2ms")
-        {
+        let busy_poll = match ov.busy_poll.as_deref().or(s.busy_poll.as_deref()).unwrap_or("2ms") {
             "always" => BusyPoll::Always,
             "never" => BusyPoll::For(Duration::ZERO),
-            d => BusyPoll::For(parse_duration(d).map_err(|e| {
-                ConfigError(format!("server.busy_poll: {e} (or \"always\", \"never\")"))
-            })?),
+            d => BusyPoll::For(
+                parse_duration(d)
+                    .map_err(|e| ConfigError(format!("server.busy_poll: {e} (or \"always\", \"never\")")))?,
+            ),
         };
-        let shutdown_timeout = pick_duration(
-            &ov.shutdown_timeout,
-            &s.shutdown_timeout,
-            "5s",
-            "server.shutdown_timeout",
-        )?;
+        let shutdown_timeout =
+            pick_duration(&ov.shutdown_timeout, &s.shutdown_timeout, "5s", "server.shutdown_timeout")?;
 
-        let flush_interval = pick_duration(
-            &ov.flush_interval,
-            &a.flush_interval,
-            "10s",
-            "aggregate.flush_interval",
-        )?;
+        let flush_interval =
+            pick_duration(&ov.flush_interval, &a.flush_interval, "10s", "aggregate.flush_interval")?;
         if flush_interval < Duration::from_millis(10) {
             return err("aggregate.flush_interval must be at least 10ms");
         }
-        let pcts = ov
-            .percentiles
-            .clone()
-            .or_else(|| a.percentiles.clone())
-            .unwrap_or_else(|| vec![90.0]);
+        let pcts = ov.percentiles.clone().or_else(|| a.percentiles.clone()).unwrap_or_else(|| vec![90.0]);
         let mut percentiles = Vec::new();
         for p in pcts {
             if !p.is_finite() || p == 0.0 || p.abs() > 100.0 {
-                return err(format!(
-                    "aggregate.percentiles: {p} is not in [-100, 0) or (0, 100]"
-                ));
+                return err(format!("aggregate.percentiles: {p} is not in [-100, 0) or (0, 100]"));
             }
             percentiles.push(Percentile::new(p));
         }
@@ -333,14 +298,9 @@ impl Config {
             histograms.push(HistogramRule::new(h.metric.clone(), parse_bins(&h)?));
         }
 
-        let delete_idle = ov
-            .delete_idle_stats
-            .or(a.delete_idle_stats)
-            .unwrap_or(false);
+        let delete_idle = ov.delete_idle_stats.or(a.delete_idle_stats).unwrap_or(false);
         let text = |o: &Option<String>, f: &Option<String>, d: &str| {
-            o.clone()
-                .or_else(|| f.clone())
-                .unwrap_or_else(|| d.to_string())
+            o.clone().or_else(|| f.clone()).unwrap_or_else(|| d.to_string())
         };
         let global_suffix = text(&ov.global_suffix, &a.global_suffix, "");
         let key = KeyRules {
@@ -351,10 +311,7 @@ impl Config {
         let limits = Limits {
             key,
             max_series: ov.max_series.or(a.max_series).unwrap_or(1_000_000),
-            max_set_members: ov
-                .max_set_members
-                .or(a.max_set_members)
-                .unwrap_or(1_000_000),
+            max_set_members: ov.max_set_members.or(a.max_set_members).unwrap_or(1_000_000),
         };
         if limits.max_series == 0 || limits.max_series > u32::MAX as usize / 8 {
             return err("aggregate.max_series must be between 1 and 500000000");
@@ -371,10 +328,7 @@ impl Config {
             prefix_set: text(&ov.prefix_set, &a.prefix_set, "sets"),
             global_suffix,
             meta_prefix: text(&ov.meta_prefix, &a.meta_prefix, "statsd"),
-            delete_counters: ov
-                .delete_counters
-                .or(a.delete_counters)
-                .unwrap_or(delete_idle),
+            delete_counters: ov.delete_counters.or(a.delete_counters).unwrap_or(delete_idle),
             delete_timers: ov.delete_timers.or(a.delete_timers).unwrap_or(delete_idle),
             delete_sets: ov.delete_sets.or(a.delete_sets).unwrap_or(delete_idle),
             delete_gauges: ov.delete_gauges.or(a.delete_gauges).unwrap_or(delete_idle),
@@ -386,19 +340,13 @@ impl Config {
             return err("aggregate.meta_prefix must not be empty");
         }
 
-        let console_text = ov
-            .console
-            .clone()
-            .or_else(|| file.sinks.console.as_ref().and_then(|c| c.format.clone()));
+        let console_text =
+            ov.console.clone().or_else(|| file.sinks.console.as_ref().and_then(|c| c.format.clone()));
         let console = match console_text.as_deref() {
             None | Some("json") => Some(ConsoleFormat::Json),
             Some("text") => Some(ConsoleFormat::Text),
             Some("off") => None,
-            Some(other) => {
-                return err(format!(
-                    "sinks.console.format: `{other}` is not json, text or off"
-                ))
-            }
+            Some(other) => return err(format!("sinks.console.format: `{other}` is not json, text or off")),
         };
 
         Ok(Config {
@@ -421,12 +369,7 @@ impl Config {
     /// (No option holds a secret yet; sink credentials will be redacted here.)
     pub fn to_toml(&self) -> String {
         let (s, a) = (&self.server, &self.aggregate);
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|x| format!("{x:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |v: &[String]| v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ");
         let udp: Vec<String> = s.udp.iter().map(|a| a.to_string()).collect();
         let busy = match s.busy_poll {
             BusyPoll::Always => "always".to_string(),
@@ -449,11 +392,7 @@ impl Config {
                         Bound::Inf => "\"inf\"".into(),
                     })
                     .collect();
-                format!(
-                    "{{ metric = {:?}, bins = [{}] }}",
-                    h.metric,
-                    bins.join(", ")
-                )
+                format!("{{ metric = {:?}, bins = [{}] }}", h.metric, bins.join(", "))
             })
             .collect();
         format!(
@@ -520,9 +459,12 @@ fn parse_histograms_flag(text: &str) -> Result<Vec<HistogramFile>, ConfigError> 
     struct Wrap {
         h: Vec<HistogramFile>,
     }
-    toml::from_str::<Wrap>(&format!("h = {text}"))
-        .map(|w| w.h)
-        .map_err(|e| ConfigError(format!("--histograms: {} (expected e.g. [{{ metric = \"api.\", bins = [10, 100, \"inf\"] }}])", e.message())))
+    toml::from_str::<Wrap>(&format!("h = {text}")).map(|w| w.h).map_err(|e| {
+        ConfigError(format!(
+            "--histograms: {} (expected e.g. [{{ metric = \"api.\", bins = [10, 100, \"inf\"] }}])",
+            e.message()
+        ))
+    })
 }
 
 fn parse_bins(h: &HistogramFile) -> Result<Vec<Bound>, ConfigError> {
@@ -531,12 +473,7 @@ fn parse_bins(h: &HistogramFile) -> Result<Vec<Bound>, ConfigError> {
         bins.push(match b {
             BinFile::Number(x) if x.is_finite() => Bound::Finite(*x),
             BinFile::Word(w) if w == "inf" => Bound::Inf,
-            _ => {
-                return err(format!(
-                    "histogram `{}`: bins are numbers or \"inf\"",
-                    h.metric
-                ))
-            }
+            _ => return err(format!("histogram `{}`: bins are numbers or \"inf\"", h.metric)),
         });
     }
     if bins.is_empty() {
@@ -572,13 +509,9 @@ fn pick_duration(
 /// `"10s"`, `"500ms"`, `"250us"`, `"1m"`, `"1h"`, `"1.5s"`, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration such as \"10s\" or \"500ms\""))?;
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration such as \"10s\" or \"500ms\""))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1e3,
@@ -596,9 +529,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size such as \"8MiB\""))?;
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size such as \"8MiB\""))?;
     let mul: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
@@ -607,14 +538,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        _ => {
-            return Err(format!(
-                "`{s}`: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
-        }
+        _ => return Err(format!("`{s}`: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)")),
     };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]
@@ -624,10 +550,7 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = Config::defaults();
-        assert_eq!(
-            c.server.udp,
-            vec!["127.0.0.1:8125".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(c.server.udp, vec!["127.0.0.1:8125".parse::<SocketAddr>().unwrap()]);
         assert_eq!(c.server.recv_buffer, 8 << 20);
         assert_eq!(c.aggregate.flush_interval, Duration::from_secs(10));
         assert_eq!(c.aggregate.percentiles, vec![Percentile::new(90.0)]);
@@ -664,27 +587,21 @@ format = "json"              # json | text
     #[test]
     fn unknown_keys_and_bad_values_are_refused_with_a_line() {
         let e = parse_file("[aggregate]\nflush_intervall = \"1s\"\n").unwrap_err();
-        assert!(
-            e.0.starts_with("line 2: unknown field `flush_intervall`"),
-            "{e}"
-        );
-        let bad = |text: &str| {
-            Config::build(parse_file(text).unwrap(), &Overrides::default())
-                .unwrap_err()
-                .0
-        };
+        assert!(e.0.starts_with("line 2: unknown field `flush_intervall`"), "{e}");
+        let bad = |text: &str| Config::build(parse_file(text).unwrap(), &Overrides::default()).unwrap_err().0;
         assert!(bad("[server]\nudp = [\"nope\"]").contains("not an IP:port"));
         assert!(bad("[aggregate]\nflush_interval = \"5 parsecs\"").contains("unknown unit"));
         assert!(bad("[aggregate]\npercentiles = [0]").contains("percentiles"));
-        assert!(
-            bad("[aggregate]\nhistograms = [{ metric = \"a\", bins = [\"x\"] }]").contains("bins")
-        );
+        assert!(bad("[aggregate]\nhistograms = [{ metric = \"a\", bins = [\"x\"] }]").contains("bins"));
         assert!(bad("[sinks.console]\nformat = \"xml\"").contains("json, text or off"));
     }
 
     #[test]
     fn overrides_beat_the_file_and_delete_idle_sets_each_type() {
-        let file = parse_file("[aggregate]\nflush_interval = \"10s\"\ndelete_idle_stats = true\ndelete_gauges = false").unwrap();
+        let file = parse_file(
+            "[aggregate]\nflush_interval = \"10s\"\ndelete_idle_stats = true\ndelete_gauges = false",
+        )
+        .unwrap();
         let ov = Overrides {
             flush_interval: Some("250ms".into()),
             percentiles: Some(vec![90.0, 99.9, -10.0]),
@@ -698,9 +615,7 @@ format = "json"              # json | text
         assert_eq!(c.aggregate.percentiles.len(), 3);
         assert_eq!(c.server.udp.len(), 2);
         assert_eq!(c.aggregate.histograms[0].names, vec!["bin_0_01", "bin_inf"]);
-        assert!(
-            c.aggregate.delete_counters && c.aggregate.delete_timers && c.aggregate.delete_sets
-        );
+        assert!(c.aggregate.delete_counters && c.aggregate.delete_timers && c.aggregate.delete_sets);
         assert!(!c.aggregate.delete_gauges);
         assert_eq!(c.console, None);
     }
@@ -708,8 +623,7 @@ format = "json"              # json | text
     #[test]
     fn effective_config_round_trips() {
         let c = Config::defaults();
-        let again =
-            Config::build(parse_file(&c.to_toml()).unwrap(), &Overrides::default()).unwrap();
+        let again = Config::build(parse_file(&c.to_toml()).unwrap(), &Overrides::default()).unwrap();
         assert_eq!(c, again);
     }
 

@@ -28,10 +28,7 @@ pub struct Daemon {
 pub fn configured_sinks(config: &Config) -> Vec<Box<dyn Sink>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(format) = config.console {
-        sinks.push(Box::new(Console::stdout(
-            format,
-            config.aggregate.counter_rates,
-        )));
+        sinks.push(Box::new(Console::stdout(format, config.aggregate.counter_rates)));
     }
     sinks
 }
@@ -43,11 +40,7 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
     for addr in &config.server.udp {
         let bound = net::bind_udp(*addr, config.server.recv_buffer)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))?;
-        log::info!(
-            "udp listening on {} (receive buffer {} bytes)",
-            bound.local,
-            bound.recv_buffer
-        );
+        log::info!("udp listening on {} (receive buffer {} bytes)", bound.local, bound.recv_buffer);
         udp.push(bound.local);
         sockets.push(bound.socket);
     }
@@ -85,10 +78,5 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         wake: mio::net::UnixStream::from_std(wake_read),
         shutdown_timeout: config.server.shutdown_timeout,
     })?;
-    Ok(Daemon {
-        server,
-        udp,
-        stop,
-        wake,
-    })
+    Ok(Daemon { server, udp, stop, wake })
 }

@@ -54,12 +54,7 @@ struct Cli {
     #[arg(long, env = "KSTATSD_FLUSH_INTERVAL")]
     flush_interval: Option<String>,
     /// Timer percentiles, e.g. 90,99.9,-10 [aggregate.percentiles; default 90].
-    #[arg(
-        long,
-        env = "KSTATSD_PERCENTILES",
-        value_delimiter = ',',
-        allow_negative_numbers = true
-    )]
+    #[arg(long, env = "KSTATSD_PERCENTILES", value_delimiter = ',', allow_negative_numbers = true)]
     percentiles: Option<Vec<f64>>,
     /// Histogram rules as TOML, e.g. '[{ metric = "api.", bins = [10, 100, "inf"] }]'
     /// [aggregate.histograms].
@@ -188,8 +183,7 @@ impl log::Log for StderrLogger {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = cli.log.parse().unwrap_or(log::LevelFilter::Info);
-    let _ =
-        log::set_boxed_logger(Box::new(StderrLogger(level))).map(|()| log::set_max_level(level));
+    let _ = log::set_boxed_logger(Box::new(StderrLogger(level))).map(|()| log::set_max_level(level));
 
     let config = match Config::load(cli.config.as_ref(), &cli.overrides()) {
         Ok(c) => c,

@@ -16,7 +16,7 @@ use crate::config::BusyPoll;
 use crate::flush::thread::{FlushHandle, FlushJob};
 use crate::flush::FlushMeta;
 use crate::net::recvmmsg::Batch;
-use crate::parse::{BadLine, Sample};
+use crate::parse::{BadLine, LineBuf};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
@@ -35,7 +35,7 @@ pub struct Server {
     events: Events,
     udp: Vec<UdpSocket>,
     batch: Batch,
-    samples: Vec<Sample>,
+    line_buf: LineBuf,
     active: Box<Tables>,
     flush: FlushHandle,
     interval: Duration,
@@ -77,15 +77,14 @@ impl Server {
             poll.registry().register(s, Token(i), Interest::READABLE)?;
         }
         let mut wake = parts.wake;
-        poll.registry()
-            .register(&mut wake, SIGNAL, Interest::READABLE)?;
+        poll.registry().register(&mut wake, SIGNAL, Interest::READABLE)?;
         let now = Instant::now();
         Ok(Server {
             poll,
             events: Events::with_capacity(64),
             udp,
             batch: Batch::new(parts.recv_batch, parts.max_datagram),
-            samples: Vec::with_capacity(64),
+            line_buf: LineBuf::default(),
             active: parts.active,
             flush: parts.flush,
             interval: parts.interval,
@@ -164,9 +163,9 @@ impl Server {
                         self.active.capture_packet(datagram);
                     }
                     if truncated {
-                        ingest_truncated(&mut self.active, datagram, &mut self.samples);
+                        ingest_truncated(&mut self.active, datagram, &mut self.line_buf);
                     } else {
-                        ingest_datagram(&mut self.active, datagram, &mut self.samples);
+                        ingest_datagram(&mut self.active, datagram, &mut self.line_buf);
                     }
                 }
                 total += n;
@@ -186,7 +185,9 @@ impl Server {
                 if !self.overrun_pending {
                     self.overrun_pending = true;
                     self.overruns += 1;
-                    log::warn!("flush overrun: the previous flush is still running; this interval gets longer");
+                    log::warn!(
+                        "flush overrun: the previous flush is still running; this interval gets longer"
+                    );
                 }
             }
             Err(TryRecvError::Disconnected) => {
@@ -205,24 +206,13 @@ impl Server {
         let elapsed = now.duration_since(self.last_flush);
         let meta = FlushMeta {
             interval: elapsed.as_secs_f64(),
-            clock: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            clock: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             timestamp_lag_ms: (elapsed.as_secs_f64() - self.interval.as_secs_f64()) * 1e3,
             overruns: std::mem::take(&mut self.overruns),
             kernel_drops: 0,
         };
         // The flush thread gave back the spare, so it is idle: this send does not wait.
-        if self
-            .flush
-            .jobs
-            .send(FlushJob {
-                tables: full,
-                meta,
-                last,
-            })
-            .is_err()
-        {
+        if self.flush.jobs.send(FlushJob { tables: full, meta, last }).is_err() {
             self.flush_thread_gone = true;
         }
         self.overrun_pending = false;
@@ -255,9 +245,7 @@ impl Server {
         while self.drain() > 0 {}
         let deadline = Instant::now() + self.shutdown_timeout;
         if !self.flush_waiting(true) {
-            log::error!(
-                "final flush skipped: the flush thread did not return within the shutdown timeout"
-            );
+            log::error!("final flush skipped: the flush thread did not return within the shutdown timeout");
             return Ok(());
         }
         while !self.flush.thread.is_finished() {
@@ -275,12 +263,12 @@ impl Server {
 
 /// A datagram the kernel cut at the buffer size: its complete lines still count, the cut tail
 /// is one bad line (`truncated_datagram`).
-fn ingest_truncated(tables: &mut Tables, datagram: &[u8], samples: &mut Vec<Sample>) {
+fn ingest_truncated(tables: &mut Tables, datagram: &[u8], buf: &mut LineBuf) {
     tables.stats.packets += 1;
     tables.stats.bytes += datagram.len() as u64;
     let complete = memchr::memrchr(b'\n', datagram).map_or(0, |i| i + 1);
     for line in crate::parse::lines(&datagram[..complete]) {
-        ingest_line(tables, line, samples);
+        ingest_line(tables, line, buf);
     }
     tables.stats.metrics += 1;
     tables.stats.count_bad(BadLine::Truncated);

@@ -72,17 +72,11 @@ impl Sink for Collect {
     fn flush(&mut self, snapshot: &Snapshot, naming: &Naming) -> Result<FlushReport, SinkError> {
         std::thread::sleep(self.delay);
         let mut names = BTreeMap::new();
-        let which = CounterNames {
-            rate: true,
-            count: true,
-        };
+        let which = CounterNames { rate: true, count: true };
         snapshot.for_each_flat(naming, which, &mut self.buf, &mut |n, v| {
             names.insert(n.to_string(), v);
         });
-        let _ = self.out.send(Seen {
-            names,
-            interval: snapshot.interval,
-        });
+        let _ = self.out.send(Seen { names, interval: snapshot.interval });
         Ok(FlushReport::default())
     }
     fn wants_packets(&self) -> bool {
@@ -105,12 +99,7 @@ fn start(
     let toml = format!("[server]\nudp = [\"127.0.0.1:0\"]\n{server}\n[aggregate]\n{aggregate}\n[sinks.console]\nformat = \"off\"\n");
     let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
     let (tx, rx) = channel();
-    let sink = Collect {
-        out: tx,
-        delay,
-        packets,
-        buf: String::new(),
-    };
+    let sink = Collect { out: tx, delay, packets, buf: String::new() };
     (daemon::build(&config, vec![Box::new(sink)]).unwrap(), rx)
 }
 
@@ -127,17 +116,8 @@ fn workload() -> Vec<Vec<u8>> {
             let k = x % 1000;
             let line = match x % 10 {
                 0..=3 => format!("load.c{k}:{}|c|@0.5\n", x % 7),
-                4..=6 => format!(
-                    "load.t{k}:{}.{}|ms|#env:prod,az:{}\n",
-                    x % 500,
-                    x % 10,
-                    k % 3
-                ),
-                7..=8 => format!(
-                    "load.g{k}:{}{}|g\n",
-                    if x % 3 == 0 { "+" } else { "" },
-                    x % 100
-                ),
+                4..=6 => format!("load.t{k}:{}.{}|ms|#env:prod,az:{}\n", x % 500, x % 10, k % 3),
+                7..=8 => format!("load.g{k}:{}{}|g\n", if x % 3 == 0 { "+" } else { "" }, x % 100),
                 _ => format!("load.s{k}:user{}|s\n", x % 50),
             };
             d.push_str(&line);
@@ -156,11 +136,7 @@ fn send_and_consume(d: &mut Daemon, tx: &UdpSocket, datagrams: &[Vec<u8>], count
     let mut got = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     while got < datagrams.len() {
-        assert!(
-            Instant::now() < deadline,
-            "only {got} of {} datagrams arrived",
-            datagrams.len()
-        );
+        assert!(Instant::now() < deadline, "only {got} of {} datagrams arrived", datagrams.len());
         COUNTING.with(|c| c.set(count));
         let n = d.server.turn();
         COUNTING.with(|c| c.set(false));
@@ -170,12 +146,7 @@ fn send_and_consume(d: &mut Daemon, tx: &UdpSocket, datagrams: &[Vec<u8>], count
 
 #[test]
 fn warmed_up_ingest_allocates_nothing_per_datagram() {
-    let (mut d, flushes) = start(
-        "busy_poll = \"always\"",
-        "flush_interval = \"1h\"",
-        Duration::ZERO,
-        None,
-    );
+    let (mut d, flushes) = start("busy_poll = \"always\"", "flush_interval = \"1h\"", Duration::ZERO, None);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let work = workload();
     // Warm both tables of the double buffer with three times the measured load.
@@ -205,18 +176,8 @@ fn warmed_up_ingest_allocates_nothing_per_datagram() {
 
 #[test]
 fn a_slow_sink_never_blocks_ingest_and_nothing_is_lost_or_doubled() {
-    let (d, flushes) = start(
-        "",
-        "flush_interval = \"50ms\"",
-        Duration::from_millis(130),
-        None,
-    );
-    let Daemon {
-        server,
-        udp,
-        stop,
-        mut wake,
-    } = d;
+    let (d, flushes) = start("", "flush_interval = \"50ms\"", Duration::from_millis(130), None);
+    let Daemon { server, udp, stop, mut wake } = d;
     let runner = std::thread::spawn(move || server.run());
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut sent = 0u64;
@@ -230,22 +191,10 @@ fn a_slow_sink_never_blocks_ingest_and_nothing_is_lost_or_doubled() {
     wake.write_all(b"x").unwrap();
     runner.join().unwrap().unwrap();
     let all: Vec<Seen> = flushes.try_iter().collect();
-    let total: f64 = all
-        .iter()
-        .map(|s| s.names.get("stats_counts.slow.c").copied().unwrap_or(0.0))
-        .sum();
-    assert_eq!(
-        total, sent as f64,
-        "every increment reaches the sink exactly once"
-    );
-    let overruns: f64 = all
-        .iter()
-        .map(|s| s.names["stats_counts.statsd.flush_overruns"])
-        .sum();
-    assert!(
-        overruns >= 3.0,
-        "a 130 ms sink on a 50 ms interval must overrun, counted {overruns}"
-    );
+    let total: f64 = all.iter().map(|s| s.names.get("stats_counts.slow.c").copied().unwrap_or(0.0)).sum();
+    assert_eq!(total, sent as f64, "every increment reaches the sink exactly once");
+    let overruns: f64 = all.iter().map(|s| s.names["stats_counts.statsd.flush_overruns"]).sum();
+    assert!(overruns >= 3.0, "a 130 ms sink on a 50 ms interval must overrun, counted {overruns}");
     for s in &all {
         let count = s.names.get("stats_counts.slow.c").copied().unwrap_or(0.0);
         let rate = s.names.get("stats.slow.c").copied().unwrap_or(0.0);
@@ -261,18 +210,9 @@ fn a_slow_sink_never_blocks_ingest_and_nothing_is_lost_or_doubled() {
 #[test]
 fn the_packet_hook_sees_every_datagram() {
     let packets = Arc::new(Mutex::new(Vec::new()));
-    let (mut d, flushes) = start(
-        "",
-        "flush_interval = \"1h\"",
-        Duration::ZERO,
-        Some(Arc::clone(&packets)),
-    );
+    let (mut d, flushes) = start("", "flush_interval = \"1h\"", Duration::ZERO, Some(Arc::clone(&packets)));
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sent: Vec<Vec<u8>> = vec![
-        b"a:1|c".to_vec(),
-        b"bad line".to_vec(),
-        b"b:2|ms\nc:3|g".to_vec(),
-    ];
+    let sent: Vec<Vec<u8>> = vec![b"a:1|c".to_vec(), b"bad line".to_vec(), b"b:2|ms\nc:3|g".to_vec()];
     send_and_consume(&mut d, &tx, &sent, false);
     assert!(d.server.flush_now());
     let seen = flushes.recv_timeout(Duration::from_secs(10)).unwrap();

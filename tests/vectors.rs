@@ -3,107 +3,33 @@
 //! the same f64, and kstatsd may add only its own `statsd.` meta names. (The same vectors go
 //! through the real daemon over UDP in `udp_engine.rs`.)
 
+mod common;
+
+use common::vectors::{is_meta, load, toml_for, vectors_dir};
 use kstatsd::aggregate::{ingest_datagram, Tables};
 use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
-use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-pub fn vectors_dir() -> PathBuf {
-    std::env::var_os("KSTATSD_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors")))
-}
-
-/// Maps a vector's etsy config onto kstatsd's TOML.
-pub fn toml_for(etsy: &Value) -> String {
-    let mut a = Vec::new();
-    if let Some(p) = etsy.get("percentThreshold") {
-        a.push(format!("percentiles = {p}"));
-    }
-    if let Some(h) = etsy.get("histogram") {
-        let rules: Vec<String> = h
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| format!("{{ metric = {}, bins = {} }}", r["metric"], r["bins"]))
-            .collect();
-        a.push(format!("histograms = [{}]", rules.join(", ")));
-    }
-    if let Some(d) = etsy.get("deleteIdleStats") {
-        a.push(format!("delete_idle_stats = {d}"));
-    }
-    if let Some(g) = etsy.get("graphite") {
-        for (etsy_key, ours) in [
-            ("legacyNamespace", "legacy_namespace"),
-            ("globalPrefix", "global_prefix"),
-            ("prefixCounter", "prefix_counter"),
-            ("prefixTimer", "prefix_timer"),
-            ("prefixGauge", "prefix_gauge"),
-            ("prefixSet", "prefix_set"),
-            ("globalSuffix", "global_suffix"),
-        ] {
-            if let Some(v) = g.get(etsy_key) {
-                a.push(format!("{ours} = {v}"));
-            }
-        }
-    }
-    format!("[aggregate]\n{}\n", a.join("\n"))
-}
-
-/// Is `name` one of kstatsd's own meta names (which the vectors leave out or do not know)?
-pub fn is_meta(name: &str) -> bool {
-    name.contains("statsd.")
-}
-
-fn load(name: &str) -> Value {
-    let path = vectors_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set KSTATSD_VECTORS to the vectors folder)",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
 
 fn replay(file: &str) {
     let v = load(file);
-    let config = Config::build(
-        parse_file(&toml_for(&v["etsy_config"])).unwrap(),
-        &Overrides::default(),
-    )
-    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let config = Config::build(parse_file(&toml_for(&v["etsy_config"])).unwrap(), &Overrides::default())
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
     let naming = Naming::new(&config.aggregate);
     let mut flusher = Flusher::new(config.aggregate.clone());
     let mut tables = Tables::new(config.aggregate.limits.clone());
-    let mut samples = Vec::new();
+    let mut buf = Default::default();
     let mut failures = Vec::new();
     for (i, flush) in v["flushes"].as_array().unwrap().iter().enumerate() {
         for packet in flush["lines"].as_array().unwrap() {
-            ingest_datagram(
-                &mut tables,
-                packet.as_str().unwrap().as_bytes(),
-                &mut samples,
-            );
+            ingest_datagram(&mut tables, packet.as_str().unwrap().as_bytes(), &mut buf);
         }
-        let meta = FlushMeta {
-            interval: 1.0,
-            clock: 1_700_000_000 + i as u64,
-            ..FlushMeta::default()
-        };
+        let meta = FlushMeta { interval: 1.0, clock: 1_700_000_000 + i as u64, ..FlushMeta::default() };
         let snapshot = flusher.flush(&mut tables, &meta);
         let mut got = BTreeMap::new();
-        let which = CounterNames {
-            rate: true,
-            count: true,
-        };
+        let which = CounterNames { rate: true, count: true };
         snapshot.for_each_flat(&naming, which, &mut String::new(), &mut |n, x| {
-            assert!(
-                got.insert(n.to_string(), x).is_none(),
-                "{file}: {n} flushed twice"
-            );
+            assert!(got.insert(n.to_string(), x).is_none(), "{file}: {n} flushed twice");
         });
         tables.clear();
         let want: BTreeMap<String, f64> = flush["flushed"]
@@ -120,9 +46,7 @@ fn replay(file: &str) {
             }
         }
         for name in got.keys().filter(|n| !want.contains_key(*n) && !is_meta(n)) {
-            failures.push(format!(
-                "flush {i}: {name}: kstatsd flushed it, etsy did not"
-            ));
+            failures.push(format!("flush {i}: {name}: kstatsd flushed it, etsy did not"));
         }
     }
     assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));

@@ -19,11 +19,7 @@ pub struct KeyRules {
 
 impl Default for KeyRules {
     fn default() -> Self {
-        KeyRules {
-            sanitize: true,
-            max_name_bytes: 1024,
-            max_tags: 64,
-        }
+        KeyRules { sanitize: true, max_name_bytes: 1024, max_tags: 64 }
     }
 }
 
@@ -44,11 +40,12 @@ pub fn canonical_key(
         return Err(BadLine::NameTooLong);
     }
     push_component(name, rules.sanitize, out)?;
-    let name_len = out.len();
+    // A `;` in the name starts Graphite tags (`name;k=v`): etsy puts them after the stat too.
+    let name_len = memchr::memchr(b';', out).unwrap_or(out.len());
     if name_len == 0 {
         return Err(BadLine::EmptyName);
     }
-    if tags.is_empty() {
+    if tags.is_empty() && name_len == out.len() {
         return Ok(name_len);
     }
     // Each tag is written as "k=v" into `scratch`, its range kept on the stack; the ranges are
@@ -56,7 +53,18 @@ pub fn canonical_key(
     scratch.clear();
     let mut ranges = [(0u32, 0u32); TAGS_CAP];
     let mut count = 0;
-    for tag in tags.split(|&b| b == b',') {
+    let limit = rules.max_tags.min(TAGS_CAP);
+    for tag in out[name_len..].split(|&b| b == b';').filter(|t| !t.is_empty()) {
+        if count == limit {
+            return Err(BadLine::TooManyTags);
+        }
+        let start = scratch.len();
+        scratch.extend_from_slice(tag);
+        ranges[count] = (start as u32, scratch.len() as u32);
+        count += 1;
+    }
+    out.truncate(name_len);
+    for tag in tags.split(|&b| b == b',').filter(|t| !t.is_empty()) {
         let start = scratch.len();
         match memchr::memchr(b':', tag) {
             Some(i) => {
@@ -69,7 +77,7 @@ pub fn canonical_key(
         if scratch.len() == start {
             continue; // an empty tag ("a,,b" or "#") says nothing
         }
-        if count == rules.max_tags.min(TAGS_CAP) {
+        if count == limit {
             return Err(BadLine::TooManyTags);
         }
         ranges[count] = (start as u32, scratch.len() as u32);
@@ -107,9 +115,7 @@ fn push_component(src: &[u8], sanitize: bool, out: &mut Vec<u8>) -> Result<(), B
         in_space = false;
         match b {
             b'/' => out.push(b'-'),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b';' | b'=' => {
-                out.push(b)
-            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b';' | b'=' => out.push(b),
             _ => {}
         }
     }
@@ -127,22 +133,14 @@ mod tests {
 
     fn key(name: &str, tags: &str) -> Result<(String, usize), BadLine> {
         let mut out = Vec::new();
-        let n = canonical_key(
-            name.as_bytes(),
-            tags.as_bytes(),
-            &KeyRules::default(),
-            &mut out,
-            &mut Vec::new(),
-        )?;
+        let n =
+            canonical_key(name.as_bytes(), tags.as_bytes(), &KeyRules::default(), &mut out, &mut Vec::new())?;
         Ok((String::from_utf8(out).unwrap(), n))
     }
 
     #[test]
     fn sanitizes_like_etsy() {
-        assert_eq!(
-            key("my key/with$odd chars", "").unwrap().0,
-            "my_key-withodd_chars"
-        );
+        assert_eq!(key("my key/with$odd chars", "").unwrap().0, "my_key-withodd_chars");
         assert_eq!(key("tab\tkey", "").unwrap().0, "tab_key");
         assert_eq!(key("a  \t b", "").unwrap().0, "a_b");
         assert_eq!(key("ok.name-1_x", "").unwrap().0, "ok.name-1_x");
@@ -152,26 +150,20 @@ mod tests {
 
     #[test]
     fn tags_are_canonical() {
-        assert_eq!(
-            key("tag.c", "env:prod,host:a").unwrap(),
-            ("tag.c;env=prod;host=a".into(), 5)
-        );
-        assert_eq!(
-            key("tag.c", "host:a,env:prod").unwrap().0,
-            "tag.c;env=prod;host=a"
-        );
+        assert_eq!(key("tag.c", "env:prod,host:a").unwrap(), ("tag.c;env=prod;host=a".into(), 5));
+        assert_eq!(key("tag.c", "host:a,env:prod").unwrap().0, "tag.c;env=prod;host=a");
         assert_eq!(key("g", "x").unwrap().0, "g;x");
         assert_eq!(key("g", "x,x,,y").unwrap().0, "g;x;y");
         assert_eq!(key("g", "url:http://a/b").unwrap().0, "g;url=http--a-b");
+        // Graphite tags in the name join the DogStatsD ones
+        assert_eq!(key("san.ttag;env=prod", "").unwrap(), ("san.ttag;env=prod".into(), 8));
+        assert_eq!(key("a;z=1;b=2", "m:x").unwrap().0, "a;b=2;m=x;z=1");
+        assert_eq!(key(";x=1", ""), Err(BadLine::EmptyName));
     }
 
     #[test]
     fn limits() {
-        let rules = KeyRules {
-            sanitize: true,
-            max_name_bytes: 4,
-            max_tags: 2,
-        };
+        let rules = KeyRules { sanitize: true, max_name_bytes: 4, max_tags: 2 };
         let mut out = Vec::new();
         assert_eq!(
             canonical_key(b"abcde", b"", &rules, &mut out, &mut Vec::new()),
@@ -182,20 +174,11 @@ mod tests {
             canonical_key(b"a", b"x,y,z", &rules, &mut out, &mut Vec::new()),
             Err(BadLine::TooManyTags)
         );
-        let raw = KeyRules {
-            sanitize: false,
-            ..KeyRules::default()
-        };
+        let raw = KeyRules { sanitize: false, ..KeyRules::default() };
         out.clear();
-        assert_eq!(
-            canonical_key(b"a\xff", b"", &raw, &mut out, &mut Vec::new()),
-            Err(BadLine::InvalidUtf8)
-        );
+        assert_eq!(canonical_key(b"a\xff", b"", &raw, &mut out, &mut Vec::new()), Err(BadLine::InvalidUtf8));
         out.clear();
-        assert_eq!(
-            canonical_key(b"a b", b"k:v", &raw, &mut out, &mut Vec::new()),
-            Ok(3)
-        );
+        assert_eq!(canonical_key(b"a b", b"k:v", &raw, &mut out, &mut Vec::new()), Ok(3));
         assert_eq!(out, b"a b;k=v");
     }
 }

@@ -9,41 +9,40 @@ mod tables;
 pub use key::{canonical_key, KeyRules};
 pub use tables::{GaugeAcc, IngestStats, Limits, SeriesRef, Tables, TimerAcc};
 
-use crate::parse::{self, Parsed, Sample};
+use crate::parse::{self, LineBuf, Parsed};
 
-/// Parses every line of one datagram and records it into `tables`. `samples` is the caller's
-/// reusable parse buffer. Counts the packet, its bytes, every line, and each bad line by reason.
+/// Parses every line of one datagram and records it into `tables`. `buf` is the caller's
+/// reusable parse buffer. Counts the packet, its bytes, every line, and each bad line (or bad
+/// segment of a multi-metric line) by reason.
 #[inline]
-pub fn ingest_datagram(tables: &mut Tables, datagram: &[u8], samples: &mut Vec<Sample>) {
+pub fn ingest_datagram(tables: &mut Tables, datagram: &[u8], buf: &mut LineBuf) {
     tables.stats.packets += 1;
     tables.stats.bytes += datagram.len() as u64;
     for line in parse::lines(datagram) {
-        ingest_line(tables, line, samples);
+        ingest_line(tables, line, buf);
     }
 }
 
 /// Parses and records one line (no newline).
 #[inline]
-pub fn ingest_line(tables: &mut Tables, line: &[u8], samples: &mut Vec<Sample>) {
-    let result = match parse::parse_line(line, samples) {
+pub fn ingest_line(tables: &mut Tables, line: &[u8], buf: &mut LineBuf) {
+    match parse::parse_line(line, buf) {
         Ok(Parsed::Metric { name, tags }) => {
             tables.stats.metrics += 1;
-            tables.record(name, tags, line, samples)
+            for &why in &buf.bad {
+                tables.stats.count_bad(why);
+            }
+            if !buf.samples.is_empty() {
+                if let Err(why) = tables.record(name, tags, line, &buf.samples) {
+                    tables.stats.count_bad(why);
+                }
+            }
         }
-        Ok(Parsed::Event) => {
-            tables.stats.events += 1;
-            Ok(())
-        }
-        Ok(Parsed::ServiceCheck) => {
-            tables.stats.service_checks += 1;
-            Ok(())
-        }
-        Err(e) => {
+        Ok(Parsed::Event) => tables.stats.events += 1,
+        Ok(Parsed::ServiceCheck) => tables.stats.service_checks += 1,
+        Err(why) => {
             tables.stats.metrics += 1;
-            Err(e)
+            tables.stats.count_bad(why);
         }
-    };
-    if let Err(why) = result {
-        tables.stats.count_bad(why);
     }
 }

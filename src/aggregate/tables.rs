@@ -26,11 +26,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            key: KeyRules::default(),
-            max_series: 1_000_000,
-            max_set_members: 1_000_000,
-        }
+        Limits { key: KeyRules::default(), max_series: 1_000_000, max_set_members: 1_000_000 }
     }
 }
 
@@ -61,12 +57,29 @@ impl IngestStats {
     }
 }
 
-/// A gauge in one interval: the absolute value with the deltas after it applied, or (when no
-/// absolute value came) the sum of the deltas.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// A gauge in one interval: the last absolute value with the deltas after it applied in arrival
+/// order, or (when no absolute value came) the deltas themselves, which the flush thread applies
+/// one by one to the last known value. Applying them in order, not summed, gives etsy's exact
+/// floating-point result.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GaugeAcc {
     pub absolute: Option<f64>,
-    pub delta: f64,
+    pub deltas: Vec<f64>,
+}
+
+impl GaugeAcc {
+    /// The gauge's value given the last known one.
+    pub fn resolve(&self, last: f64) -> f64 {
+        match self.absolute {
+            Some(v) => v,
+            None => self.deltas.iter().fold(last, |v, d| v + d),
+        }
+    }
+
+    fn set(&mut self, v: f64) {
+        self.absolute = Some(v);
+        self.deltas.clear();
+    }
 }
 
 /// A timer in one interval: every value as received, and the count scaled by sample rates.
@@ -127,7 +140,9 @@ pub struct Tables {
     series: Vec<Series>,
     key_bytes: Vec<u8>,
     pub counters: Vec<f64>,
+    /// Gauges in use are `gauges[..gauges_len]`; the rest keep their buffers for reuse.
     pub gauges: Vec<GaugeAcc>,
+    gauges_len: usize,
     /// Timers in use are `timers[..timers_len]`; the rest keep their buffers for reuse.
     pub timers: Vec<TimerAcc>,
     timers_len: usize,
@@ -157,6 +172,7 @@ impl Tables {
             key_bytes: Vec::new(),
             counters: Vec::new(),
             gauges: Vec::new(),
+            gauges_len: 0,
             timers: Vec::new(),
             timers_len: 0,
             sets: Vec::new(),
@@ -184,9 +200,7 @@ impl Tables {
     /// The datagrams captured this interval, in arrival order.
     pub fn captured_packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let starts = std::iter::once(0).chain(self.packet_ends.iter().copied());
-        starts
-            .zip(self.packet_ends.iter().copied())
-            .map(move |(a, b)| &self.packets[a..b])
+        starts.zip(self.packet_ends.iter().copied()).map(move |(a, b)| &self.packets[a..b])
     }
 
     pub fn limits(&self) -> &Limits {
@@ -206,7 +220,11 @@ impl Tables {
         self.series.clear();
         self.key_bytes.clear();
         self.counters.clear();
-        self.gauges.clear();
+        for g in &mut self.gauges[..self.gauges_len] {
+            g.absolute = None;
+            g.deltas.clear();
+        }
+        self.gauges_len = 0;
         for t in &mut self.timers[..self.timers_len] {
             t.values.clear();
             t.count = 0.0;
@@ -276,23 +294,33 @@ impl Tables {
         Ok(())
     }
 
-    /// Adds to a counter by canonical name (the daemon's own meta counters).
+    /// Adds to a counter by canonical name (the daemon's own meta counters; see `intern_meta`).
     pub fn add_counter(&mut self, name: &str, value: f64) {
-        if let Ok(id) = self.intern(Kind::Counter, name.as_bytes(), b"") {
-            let slot = self.series[id as usize].slot as usize;
+        if let Some(slot) = self.intern_meta(Kind::Counter, name) {
             self.counters[slot] += value;
         }
     }
 
-    /// Sets a gauge by canonical name (the daemon's own meta gauges).
+    /// Sets a gauge by canonical name (the daemon's own meta gauges; see `intern_meta`).
     pub fn set_gauge(&mut self, name: &str, value: f64) {
-        if let Ok(id) = self.intern(Kind::Gauge, name.as_bytes(), b"") {
-            let slot = self.series[id as usize].slot as usize;
-            self.gauges[slot] = GaugeAcc {
-                absolute: Some(value),
-                delta: 0.0,
-            };
+        if let Some(slot) = self.intern_meta(Kind::Gauge, name) {
+            self.gauges[slot].set(value);
         }
+    }
+
+    /// The slot of one of the daemon's own series. These bypass the name-length and series
+    /// limits (there are a couple of dozen at most): the figures that report a flood must not be
+    /// refused by it.
+    fn intern_meta(&mut self, kind: Kind, name: &str) -> Option<usize> {
+        let unbounded = Limits {
+            key: KeyRules { max_name_bytes: usize::MAX, ..self.limits.key.clone() },
+            max_series: usize::MAX / 8,
+            max_set_members: self.limits.max_set_members,
+        };
+        let user = std::mem::replace(&mut self.limits, unbounded);
+        let id = self.intern(kind, name.as_bytes(), b"");
+        self.limits = user;
+        id.ok().map(|id| self.series[id as usize].slot as usize)
     }
 
     #[inline]
@@ -304,18 +332,14 @@ impl Tables {
                 t.values.push(v);
                 t.count += s.weight;
             }
-            (Kind::Gauge, SampleValue::Number(v)) => {
-                self.gauges[slot] = GaugeAcc {
-                    absolute: Some(v),
-                    delta: 0.0,
-                };
+            (Kind::Gauge, SampleValue::Number(v)) => self.gauges[slot].set(v),
+            (Kind::Gauge, SampleValue::Delta(d)) => {
+                let g = &mut self.gauges[slot];
+                match &mut g.absolute {
+                    Some(v) => *v += d,
+                    None => g.deltas.push(d),
+                }
             }
-            // After an absolute value, deltas fold into it in arrival order (etsy's exact sums);
-            // before one, they add up here and apply to the last value on the flush thread.
-            (Kind::Gauge, SampleValue::Delta(d)) => match &mut self.gauges[slot].absolute {
-                Some(v) => *v += d,
-                None => self.gauges[slot].delta += d,
-            },
             (Kind::Set, SampleValue::Member { start, end }) => {
                 let member = line.get(start as usize..end as usize).unwrap_or(b"");
                 self.add_member(slot, member)?;
@@ -339,12 +363,7 @@ impl Tables {
         }
         let off = self.member_bytes.len() as u32;
         self.member_bytes.extend_from_slice(member);
-        let entry = Member {
-            hash,
-            set: set as u32,
-            off,
-            len: member.len() as u32,
-        };
+        let entry = Member { hash, set: set as u32, off, len: member.len() as u32 };
         self.members.insert_unique(hash, entry, |m| m.hash);
         self.sets[set] += 1;
         Ok(())
@@ -356,14 +375,11 @@ impl Tables {
         let hash = self.hasher.hash_one((kind as u8, name, tags));
         let bytes = &self.raw_bytes;
         let hit = self.raw.find(hash, |e| {
-            e.kind == kind
-                && e.name_len as usize == name.len()
-                && e.tags_len as usize == tags.len()
-                && {
-                    let n = e.off as usize;
-                    let t = n + name.len();
-                    &bytes[n..t] == name && &bytes[t..t + tags.len()] == tags
-                }
+            e.kind == kind && e.name_len as usize == name.len() && e.tags_len as usize == tags.len() && {
+                let n = e.off as usize;
+                let t = n + name.len();
+                &bytes[n..t] == name && &bytes[t..t + tags.len()] == tags
+            }
         });
         match hit {
             Some(e) => Ok(e.id),
@@ -373,23 +389,11 @@ impl Tables {
 
     #[cold]
     #[inline(never)]
-    fn intern_miss(
-        &mut self,
-        hash: u64,
-        kind: Kind,
-        name: &[u8],
-        tags: &[u8],
-    ) -> Result<u32, BadLine> {
+    fn intern_miss(&mut self, hash: u64, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let result = canonical_key(
-            name,
-            tags,
-            &self.limits.key,
-            &mut scratch,
-            &mut self.tag_scratch,
-        )
-        .and_then(|name_len| self.canonical_id(kind, &scratch, name_len));
+        let result = canonical_key(name, tags, &self.limits.key, &mut scratch, &mut self.tag_scratch)
+            .and_then(|name_len| self.canonical_id(kind, &scratch, name_len));
         self.scratch = scratch;
         let id = result?;
         // Bound the raw table too: hostile spellings of one series must not grow it forever.
@@ -397,14 +401,8 @@ impl Tables {
             let off = self.raw_bytes.len() as u32;
             self.raw_bytes.extend_from_slice(name);
             self.raw_bytes.extend_from_slice(tags);
-            let entry = RawEntry {
-                hash,
-                off,
-                name_len: name.len() as u32,
-                tags_len: tags.len() as u32,
-                kind,
-                id,
-            };
+            let entry =
+                RawEntry { hash, off, name_len: name.len() as u32, tags_len: tags.len() as u32, kind, id };
             self.raw.insert_unique(hash, entry, |e| e.hash);
         }
         Ok(id)
@@ -426,15 +424,9 @@ impl Tables {
         }
         let slot = match kind {
             Kind::Counter => push_slot(&mut self.counters, 0.0),
-            Kind::Gauge => push_slot(&mut self.gauges, GaugeAcc::default()),
+            Kind::Gauge => reuse_slot(&mut self.gauges, &mut self.gauges_len),
             Kind::Set => push_slot(&mut self.sets, 0),
-            Kind::Timer => {
-                if self.timers_len == self.timers.len() {
-                    self.timers.push(TimerAcc::default());
-                }
-                self.timers_len += 1;
-                self.timers_len - 1
-            }
+            Kind::Timer => reuse_slot(&mut self.timers, &mut self.timers_len),
         };
         let id = self.series.len() as u32;
         self.series.push(Series {
@@ -460,6 +452,16 @@ fn push_slot<T>(v: &mut Vec<T>, x: T) -> usize {
     v.len() - 1
 }
 
+/// The next slot of a vector whose elements keep buffers across intervals: `v[..*len]` is in use,
+/// elements past it were cleared and are reused before a new one is pushed.
+fn reuse_slot<T: Default>(v: &mut Vec<T>, len: &mut usize) -> usize {
+    if *len == v.len() {
+        v.push(T::default());
+    }
+    *len += 1;
+    *len - 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,7 +472,7 @@ mod tests {
     }
 
     fn feed(t: &mut Tables, datagram: &str) {
-        ingest_datagram(t, datagram.as_bytes(), &mut Vec::new());
+        ingest_datagram(t, datagram.as_bytes(), &mut Default::default());
     }
 
     fn find<'a>(t: &'a Tables, kind: Kind, key: &str) -> Option<SeriesRef<'a>> {
@@ -480,18 +482,12 @@ mod tests {
     #[test]
     fn counters_sum_with_rates() {
         let mut t = tables();
-        feed(
-            &mut t,
-            "a:1|c\na:2|c|@0.5\na:3|c:4|c\nb:-2|c\nb:0.25|c|@0.25",
-        );
+        feed(&mut t, "a:1|c\na:2|c|@0.5\na:3|c:4|c\nb:-2|c\nb:0.25|c|@0.25");
         let a = find(&t, Kind::Counter, "a").unwrap();
         assert_eq!(t.counters[a.slot], 12.0);
         let b = find(&t, Kind::Counter, "b").unwrap();
         assert_eq!(t.counters[b.slot], -1.0);
-        assert_eq!(
-            (t.stats.packets, t.stats.metrics, t.stats.bad_total()),
-            (1, 5, 0)
-        );
+        assert_eq!((t.stats.packets, t.stats.metrics, t.stats.bad_total()), (1, 5, 0));
     }
 
     #[test]
@@ -514,38 +510,27 @@ mod tests {
     #[test]
     fn gauges_keep_absolute_then_deltas() {
         let mut t = tables();
-        feed(&mut t, "g:10|g\ng:+5|g\ng:-3|g\nh:-4|g\ni:0|g\ni:-7|g");
-        let acc = |k: &str| t.gauges[find(&t, Kind::Gauge, k).unwrap().slot];
-        assert_eq!(
-            acc("g"),
-            GaugeAcc {
-                absolute: Some(12.0),
-                delta: 0.0
-            }
-        );
-        assert_eq!(
-            acc("h"),
-            GaugeAcc {
-                absolute: None,
-                delta: -4.0
-            }
-        );
-        assert_eq!(
-            acc("i"),
-            GaugeAcc {
-                absolute: Some(-7.0),
-                delta: 0.0
-            }
-        );
+        feed(&mut t, "g:10|g\ng:+5|g\ng:-3|g\nh:-4|g\nh:+0.5|g\ni:0|g\ni:-7|g\nj:-1|g\nj:5|g");
+        let acc = |k: &str| t.gauges[find(&t, Kind::Gauge, k).unwrap().slot].clone();
+        assert_eq!(acc("g"), GaugeAcc { absolute: Some(12.0), deltas: vec![] });
+        assert_eq!(acc("h"), GaugeAcc { absolute: None, deltas: vec![-4.0, 0.5] });
+        assert_eq!(acc("i"), GaugeAcc { absolute: Some(-7.0), deltas: vec![] });
+        assert_eq!(acc("j"), GaugeAcc { absolute: Some(5.0), deltas: vec![] }, "an absolute value resets");
+        assert_eq!(acc("h").resolve(10.0), 6.5);
+    }
+
+    /// etsy applies each delta to the running value: ((105.101 − 16.8) − 14.3) + 16.4 is
+    /// 90.40100000000001, not 105.101 + (−14.7) = 90.401.
+    #[test]
+    fn deltas_apply_in_order_like_etsy() {
+        let g = GaugeAcc { absolute: None, deltas: vec![-16.8, -14.3, 16.4] };
+        assert_eq!(g.resolve(105.101), 90.40100000000001);
     }
 
     #[test]
     fn timers_and_sets() {
         let mut t = tables();
-        feed(
-            &mut t,
-            "t:10|ms|@0.1\nt:20.5|ms|@0.1\nt:1:2|h\ns:a|s\ns:b|s\ns:a|s\ns:1|s\nu:x|s",
-        );
+        feed(&mut t, "t:10|ms|@0.1\nt:20.5|ms|@0.1\nt:1:2|h\ns:a|s\ns:b|s\ns:a|s\ns:1|s\nu:x|s");
         let tm = find(&t, Kind::Timer, "t").unwrap();
         assert_eq!(t.timers[tm.slot].values, vec![10.0, 20.5, 1.0, 2.0]);
         assert_eq!(t.timers[tm.slot].count, 22.0);
@@ -556,16 +541,10 @@ mod tests {
     #[test]
     fn bad_lines_counted_rest_of_packet_kept() {
         let mut t = tables();
-        feed(
-            &mut t,
-            "ok:1|c\nfoo:1\nbar:abc|c\nbaz:-1|ms\nqux:1|c|@x\nok:1|c",
-        );
+        feed(&mut t, "ok:1|c\nfoo:1\nbar:abc|c\nbaz:-1|ms\nqux:1|c|@x\nok:1|c");
         feed(&mut t, "quux:|c");
         assert_eq!(t.counters[find(&t, Kind::Counter, "ok").unwrap().slot], 2.0);
-        assert_eq!(
-            (t.stats.packets, t.stats.metrics, t.stats.bad_total()),
-            (2, 7, 5)
-        );
+        assert_eq!((t.stats.packets, t.stats.metrics, t.stats.bad_total()), (2, 7, 5));
         assert_eq!(t.stats.bad(BadLine::BadValue), 2);
         assert_eq!(t.stats.bad(BadLine::NoType), 1);
         assert_eq!(t.stats.bad(BadLine::NegativeTimer), 1);
@@ -575,10 +554,7 @@ mod tests {
 
     #[test]
     fn max_series_refuses_new_series_only() {
-        let mut t = Tables::new(Limits {
-            max_series: 2,
-            ..Limits::default()
-        });
+        let mut t = Tables::new(Limits { max_series: 2, ..Limits::default() });
         feed(&mut t, "a:1|c\nb:1|c\nc:1|c\na:1|c\nb:1|ms");
         assert_eq!(t.series_count(), 2);
         assert_eq!(t.stats.bad(BadLine::TooManySeries), 2);
@@ -586,11 +562,24 @@ mod tests {
     }
 
     #[test]
+    fn meta_series_bypass_the_limits() {
+        let key = KeyRules { max_name_bytes: 4, ..KeyRules::default() };
+        let mut t = Tables::new(Limits { key, max_series: 1, ..Limits::default() });
+        feed(&mut t, "a:1|c");
+        t.add_counter("statsd.bad_lines.too_many_series", 3.0);
+        t.set_gauge("statsd.timestamp_lag", 1.5);
+        assert_eq!(
+            t.counters[find(&t, Kind::Counter, "statsd.bad_lines.too_many_series").unwrap().slot],
+            3.0
+        );
+        assert!(find(&t, Kind::Gauge, "statsd.timestamp_lag").is_some());
+        feed(&mut t, "b:1|c");
+        assert_eq!(t.stats.bad(BadLine::TooManySeries), 1, "user series still limited");
+    }
+
+    #[test]
     fn max_set_members_bounds_sets() {
-        let mut t = Tables::new(Limits {
-            max_set_members: 3,
-            ..Limits::default()
-        });
+        let mut t = Tables::new(Limits { max_set_members: 3, ..Limits::default() });
         feed(&mut t, "s:a|s\ns:b|s\nu:a|s\ns:c|s\ns:a|s");
         assert_eq!(t.sets[find(&t, Kind::Set, "s").unwrap().slot], 2);
         assert_eq!(t.stats.bad(BadLine::TooManySetMembers), 1);
@@ -598,10 +587,7 @@ mod tests {
 
     #[test]
     fn a_line_refused_by_a_limit_leaves_no_trace() {
-        let mut t = Tables::new(Limits {
-            max_series: 1,
-            ..Limits::default()
-        });
+        let mut t = Tables::new(Limits { max_series: 1, ..Limits::default() });
         feed(&mut t, "a:1|c:2|ms");
         assert_eq!(t.series_count(), 1);
         assert_eq!(t.counters[0], 0.0, "the counter sample must not be applied");

@@ -38,19 +38,9 @@ pub struct Naming {
 
 impl Naming {
     pub fn new(c: &AggregateConfig) -> Naming {
-        let join = |parts: &[&str]| {
-            parts
-                .iter()
-                .filter(|p| !p.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(".")
-        };
-        let suffix = if c.global_suffix.is_empty() {
-            String::new()
-        } else {
-            format!(".{}", c.global_suffix)
-        };
+        let join =
+            |parts: &[&str]| parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(".");
+        let suffix = if c.global_suffix.is_empty() { String::new() } else { format!(".{}", c.global_suffix) };
         let meta = c.meta_prefix.as_str();
         if c.legacy_namespace {
             Naming {
@@ -160,14 +150,7 @@ impl Flusher {
         snap.interval = meta.interval;
         let interval = meta.interval;
 
-        let Flusher {
-            config,
-            hasher,
-            index,
-            known,
-            scratch,
-            ..
-        } = self;
+        let Flusher { config, hasher, index, known, scratch, .. } = self;
         for i in 0..tables.series_count() {
             let s = tables.series_at(i);
             let (kind, slot, name_len) = (s.kind, s.slot, s.name_len);
@@ -179,32 +162,18 @@ impl Flusher {
             match kind {
                 Kind::Counter => {
                     let count = tables.counters[slot];
-                    snap.counters.push(CounterOut {
-                        key: key_ref,
-                        count,
-                        rate: count / interval,
-                    });
+                    snap.counters.push(CounterOut { key: key_ref, count, rate: count / interval });
                 }
                 Kind::Gauge => {
-                    let acc = tables.gauges[slot];
-                    k.gauge = acc.absolute.unwrap_or(k.gauge + acc.delta);
-                    snap.gauges.push(GaugeOut {
-                        key: key_ref,
-                        value: k.gauge,
-                    });
+                    k.gauge = tables.gauges[slot].resolve(k.gauge);
+                    snap.gauges.push(GaugeOut { key: key_ref, value: k.gauge });
                 }
                 Kind::Set => {
-                    snap.sets.push(SetOut {
-                        key: key_ref,
-                        count: tables.sets[slot] as f64,
-                    });
+                    snap.sets.push(SetOut { key: key_ref, count: tables.sets[slot] as f64 });
                 }
                 Kind::Timer => {
                     let name = &k.key[..name_len];
-                    let rule = config
-                        .histograms
-                        .iter()
-                        .position(|h| name.contains(h.metric.as_str()));
+                    let rule = config.histograms.iter().position(|h| name.contains(h.metric.as_str()));
                     let bins = rule.map(|r| config.histograms[r].bins.as_slice());
                     let timer = &mut tables.timers_mut()[slot];
                     let (pcts_at, hist_at) = (snap.pcts.len() as u32, snap.hist.len() as u32);
@@ -262,15 +231,8 @@ impl Flusher {
             }
             let key = snap.push_key(&k.key, k.name_len as usize);
             match k.kind {
-                Kind::Counter => snap.counters.push(CounterOut {
-                    key,
-                    count: 0.0,
-                    rate: 0.0,
-                }),
-                Kind::Gauge => snap.gauges.push(GaugeOut {
-                    key,
-                    value: k.gauge,
-                }),
+                Kind::Counter => snap.counters.push(CounterOut { key, count: 0.0, rate: 0.0 }),
+                Kind::Gauge => snap.gauges.push(GaugeOut { key, value: k.gauge }),
                 Kind::Set => snap.sets.push(SetOut { key, count: 0.0 }),
                 Kind::Timer => snap.timers.push(TimerOut {
                     key,
@@ -345,14 +307,7 @@ fn known_id(
     }) {
         return i as usize;
     }
-    known.push(Known {
-        kind,
-        key: key.into(),
-        name_len: name_len as u32,
-        gauge: 0.0,
-        idle: 0,
-        seen: false,
-    });
+    known.push(Known { kind, key: key.into(), name_len: name_len as u32, gauge: 0.0, idle: 0, seen: false });
     let i = known.len() - 1;
     index.insert_unique(h, i as u32, |&j| {
         let k = &known[j as usize];

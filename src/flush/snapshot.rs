@@ -92,11 +92,7 @@ impl Snapshot {
     pub(crate) fn push_key(&mut self, key: &str, name_len: usize) -> KeyRef {
         let off = self.keys.len() as u32;
         self.keys.push_str(key);
-        KeyRef {
-            off,
-            name_len: name_len as u32,
-            len: key.len() as u32,
-        }
+        KeyRef { off, name_len: name_len as u32, len: key.len() as u32 }
     }
 
     /// The series name, without tags.
@@ -111,10 +107,7 @@ impl Snapshot {
 
     /// The tags as (key, value) pairs; a bare tag has an empty value.
     pub fn tag_pairs(&self, k: KeyRef) -> impl Iterator<Item = (&str, &str)> {
-        self.tags(k)
-            .split(';')
-            .filter(|t| !t.is_empty())
-            .map(|t| t.split_once('=').unwrap_or((t, "")))
+        self.tags(k).split(';').filter(|t| !t.is_empty()).map(|t| t.split_once('=').unwrap_or((t, "")))
     }
 
     /// Calls `f(name, value)` for every flat name of the flush, as etsy's graphite backend
@@ -185,13 +178,7 @@ impl Snapshot {
             if let Some((rule, at)) = t.hist {
                 let rule = &self.histograms[rule as usize];
                 for (i, bin) in rule.names.iter().enumerate() {
-                    emit(
-                        buf,
-                        ns,
-                        t.key,
-                        &["histogram", bin],
-                        self.hist[at as usize + i] as f64,
-                    );
+                    emit(buf, ns, t.key, &["histogram", bin], self.hist[at as usize + i] as f64);
                 }
             }
         }

@@ -18,13 +18,8 @@ impl Percentile {
         // etsy: ('' + pct).replace('.', '_').replace('-', 'top'), first occurrence only
         let token = format!("{p}").replacen('.', "_", 1).replacen('-', "top", 1);
         let bound = if p > 0.0 { "upper" } else { "lower" };
-        let stat_names =
-            ["count", "mean", bound, "sum", "sum_squares"].map(|s| format!("{s}_{token}"));
-        Percentile {
-            p,
-            token,
-            stat_names,
-        }
+        let stat_names = ["count", "mean", bound, "sum", "sum_squares"].map(|s| format!("{s}_{token}"));
+        Percentile { p, token, stat_names }
     }
 }
 
@@ -54,11 +49,7 @@ impl HistogramRule {
                 Bound::Inf => "bin_inf".to_string(),
             })
             .collect();
-        HistogramRule {
-            metric,
-            bins,
-            names,
-        }
+        HistogramRule { metric, bins, names }
     }
 }
 
@@ -128,11 +119,7 @@ pub fn summarize_timer(
         sum_of_diffs += (v - mean) * (v - mean);
     }
     let mid = count / 2;
-    let median = if count % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    };
+    let median = if count % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 };
     let std = (sum_of_diffs / count as f64).sqrt();
 
     if let Some(bins) = bins {
@@ -151,28 +138,14 @@ pub fn summarize_timer(
             hist.push(freq);
         }
     }
-    TimerStats {
-        lower: min,
-        upper: max,
-        sum,
-        sum_squares,
-        mean,
-        median,
-        std,
-    }
+    TimerStats { lower: min, upper: max, sum, sum_squares, mean, median, std }
 }
 
 fn percentile(values: &[f64], cumul: &[f64], cumul_sq: &[f64], pct: f64) -> Option<PctStats> {
     let count = values.len();
     if count == 1 {
         let v = values[0];
-        return Some(PctStats {
-            count: 1.0,
-            mean: v,
-            bound: v,
-            sum: v,
-            sum_squares: v * v,
-        });
+        return Some(PctStats { count: 1.0, mean: v, bound: v, sum: v, sum_squares: v * v });
     }
     let k = js_round(pct.abs() / 100.0 * count as f64);
     if k <= 0.0 {
@@ -191,13 +164,7 @@ fn percentile(values: &[f64], cumul: &[f64], cumul_sq: &[f64], pct: f64) -> Opti
             cumul_sq[count - 1] - cumul_sq[count - k - 1],
         )
     };
-    Some(PctStats {
-        count: k as f64,
-        mean: sum / k as f64,
-        bound,
-        sum,
-        sum_squares,
-    })
+    Some(PctStats { count: k as f64, mean: sum / k as f64, bound, sum, sum_squares })
 }
 
 /// JavaScript's `Math.round`: halves round towards +∞.
@@ -217,59 +184,30 @@ mod tests {
         let mut v = values.to_vec();
         let pcts: Vec<_> = pcts.iter().map(|&p| Percentile::new(p)).collect();
         let (mut out, mut hist) = (Vec::new(), Vec::new());
-        let s = summarize_timer(
-            &mut v,
-            &pcts,
-            bins,
-            &mut Scratch::default(),
-            &mut out,
-            &mut hist,
-        );
+        let s = summarize_timer(&mut v, &pcts, bins, &mut Scratch::default(), &mut out, &mut hist);
         (s, out, hist)
     }
 
     #[test]
     fn tokens() {
-        let t: Vec<_> = [90.0, 99.9, -10.0, 50.0, 99.99]
-            .iter()
-            .map(|&p| Percentile::new(p).token)
-            .collect();
+        let t: Vec<_> = [90.0, 99.9, -10.0, 50.0, 99.99].iter().map(|&p| Percentile::new(p).token).collect();
         assert_eq!(t, ["90", "99_9", "top10", "50", "99_99"]);
-        let r = HistogramRule::new(
-            "x".into(),
-            vec![Bound::Finite(0.01), Bound::Finite(10.0), Bound::Inf],
-        );
+        let r = HistogramRule::new("x".into(), vec![Bound::Finite(0.01), Bound::Finite(10.0), Bound::Inf]);
         assert_eq!(r.names, ["bin_0_01", "bin_10", "bin_inf"]);
     }
 
     /// The etsy vector `timers.json`, second interval.
     #[test]
     fn matches_etsy_eleven_values() {
-        let (s, p, _) = run(
-            &[3., 1., 4., 1., 5., 9., 2., 6., 5., 3., 5.],
-            &[90., 99.9, -10., 50.],
-            None,
-        );
-        assert_eq!(
-            (s.mean, s.median, s.sum, s.sum_squares),
-            (4.0, 4.0, 44.0, 232.0)
-        );
+        let (s, p, _) = run(&[3., 1., 4., 1., 5., 9., 2., 6., 5., 3., 5.], &[90., 99.9, -10., 50.], None);
+        assert_eq!((s.mean, s.median, s.sum, s.sum_squares), (4.0, 4.0, 44.0, 232.0));
         assert_eq!(s.std, 2.256304299271065);
         let p90 = p[0].unwrap();
-        assert_eq!(
-            (p90.count, p90.bound, p90.sum, p90.sum_squares, p90.mean),
-            (10.0, 6.0, 35.0, 151.0, 3.5)
-        );
+        assert_eq!((p90.count, p90.bound, p90.sum, p90.sum_squares, p90.mean), (10.0, 6.0, 35.0, 151.0, 3.5));
         let top10 = p[2].unwrap();
-        assert_eq!(
-            (top10.count, top10.bound, top10.sum, top10.sum_squares),
-            (1.0, 9.0, 9.0, 81.0)
-        );
+        assert_eq!((top10.count, top10.bound, top10.sum, top10.sum_squares), (1.0, 9.0, 9.0, 81.0));
         let p50 = p[3].unwrap();
-        assert_eq!(
-            (p50.count, p50.mean, p50.bound),
-            (6.0, 2.3333333333333335, 4.0)
-        );
+        assert_eq!((p50.count, p50.mean, p50.bound), (6.0, 2.3333333333333335, 4.0));
     }
 
     #[test]
@@ -281,13 +219,7 @@ mod tests {
         let (_, p, _) = run(&[5.], &[-10.], None);
         assert_eq!(
             p[0].unwrap(),
-            PctStats {
-                count: 1.0,
-                mean: 5.0,
-                bound: 5.0,
-                sum: 5.0,
-                sum_squares: 25.0
-            }
+            PctStats { count: 1.0, mean: 5.0, bound: 5.0, sum: 5.0, sum_squares: 25.0 }
         );
     }
 
@@ -296,13 +228,7 @@ mod tests {
         let (_, p, _) = run(&[1., 2., 3.], &[-100.], None);
         assert_eq!(
             p[0].unwrap(),
-            PctStats {
-                count: 3.0,
-                mean: 2.0,
-                bound: 1.0,
-                sum: 6.0,
-                sum_squares: 14.0
-            }
+            PctStats { count: 3.0, mean: 2.0, bound: 1.0, sum: 6.0, sum_squares: 14.0 }
         );
     }
 
@@ -313,11 +239,7 @@ mod tests {
         assert_eq!(h, vec![2, 2, 2]);
         let bins = [Bound::Finite(0.01), Bound::Finite(0.1)];
         let (s, _, h) = run(&[0.001, 0.05, 0.1, 2.], &[], Some(&bins));
-        assert_eq!(
-            h,
-            vec![1, 1],
-            "values at or above the last finite bound are not counted"
-        );
+        assert_eq!(h, vec![1, 1], "values at or above the last finite bound are not counted");
         assert_eq!(s.median, 0.07500000000000001);
     }
 

@@ -53,82 +53,67 @@ pub fn spawn(
     let (job_tx, job_rx) = sync_channel::<FlushJob>(1);
     let (spare_tx, spare_rx) = sync_channel::<Box<Tables>>(2);
     spare_tx.send(spare).expect("fresh channel");
-    let thread = std::thread::Builder::new()
-        .name("kstatsd-flush".into())
-        .spawn(move || {
-            if let Some(core) = pin_core {
-                crate::net::pin_current_thread(core, "flush");
-            }
-            let naming = Naming::new(&config);
-            let mut flusher = Flusher::new(config);
-            let mut figures = vec![SinkFigures::default(); sinks.len()];
-            let wants_packets = sinks.iter().any(|s| s.wants_packets());
-            while let Ok(job) = job_rx.recv() {
-                let FlushJob {
-                    mut tables,
-                    mut meta,
-                    last,
-                } = job;
-                let started = Instant::now();
-                meta.kernel_drops = drops.since_last();
-                if wants_packets {
-                    for sink in sinks.iter_mut().filter(|s| s.wants_packets()) {
-                        for p in tables.captured_packets() {
-                            sink.packet(p);
-                        }
+    let thread = std::thread::Builder::new().name("kstatsd-flush".into()).spawn(move || {
+        if let Some(core) = pin_core {
+            crate::net::pin_current_thread(core, "flush");
+        }
+        let naming = Naming::new(&config);
+        let mut flusher = Flusher::new(config);
+        let mut figures = vec![SinkFigures::default(); sinks.len()];
+        let wants_packets = sinks.iter().any(|s| s.wants_packets());
+        while let Ok(job) = job_rx.recv() {
+            let FlushJob { mut tables, mut meta, last } = job;
+            let started = Instant::now();
+            meta.kernel_drops = drops.since_last();
+            if wants_packets {
+                for sink in sinks.iter_mut().filter(|s| s.wants_packets()) {
+                    for p in tables.captured_packets() {
+                        sink.packet(p);
                     }
-                }
-                let snapshot = flusher.flush(&mut tables, &meta);
-                snapshot.statsd.push((
-                    "processing_time".into(),
-                    started.elapsed().as_secs_f64() * 1e3,
-                ));
-                for (sink, f) in sinks.iter().zip(&figures) {
-                    let n = sink.name();
-                    snapshot.statsd.extend([
-                        (format!("{n}Stats.calculationtime"), f.calculation_ms),
-                        (format!("{n}Stats.last_flush"), f.last_flush as f64),
-                        (format!("{n}Stats.last_exception"), f.last_exception as f64),
-                        (format!("{n}Stats.flush_time"), f.flush_time_ms),
-                        (format!("{n}Stats.flush_length"), f.flush_length as f64),
-                    ]);
-                }
-                for (sink, f) in sinks.iter_mut().zip(&mut figures) {
-                    let t = Instant::now();
-                    match sink.flush(snapshot, &naming) {
-                        Ok(report) => {
-                            f.last_flush = snapshot.clock;
-                            f.flush_length = report.bytes;
-                            f.calculation_ms = report.calculation_ms;
-                        }
-                        Err(e) => {
-                            f.last_exception = snapshot.clock;
-                            f.failures += 1;
-                            log::error!("sink {}: flush failed: {e}", sink.name());
-                        }
-                    }
-                    f.flush_time_ms = t.elapsed().as_secs_f64() * 1e3;
-                }
-                tables.clear();
-                // The ingest thread may be gone at shutdown; the table is then simply dropped.
-                let _ = spare_tx.send(tables);
-                if last {
-                    let deadline = Instant::now() + shutdown_timeout;
-                    for sink in &mut sinks {
-                        if let Err(e) = sink.shutdown(deadline) {
-                            log::error!("sink {}: not drained at shutdown: {e}", sink.name());
-                        }
-                        sink.status(&mut |k, v| {
-                            log::info!("sink {} at exit: {k} = {v}", sink.name())
-                        });
-                    }
-                    break;
                 }
             }
-        })?;
-    Ok(FlushHandle {
-        jobs: job_tx,
-        spares: spare_rx,
-        thread,
-    })
+            let snapshot = flusher.flush(&mut tables, &meta);
+            snapshot.statsd.push(("processing_time".into(), started.elapsed().as_secs_f64() * 1e3));
+            for (sink, f) in sinks.iter().zip(&figures) {
+                let n = sink.name();
+                snapshot.statsd.extend([
+                    (format!("{n}Stats.calculationtime"), f.calculation_ms),
+                    (format!("{n}Stats.last_flush"), f.last_flush as f64),
+                    (format!("{n}Stats.last_exception"), f.last_exception as f64),
+                    (format!("{n}Stats.flush_time"), f.flush_time_ms),
+                    (format!("{n}Stats.flush_length"), f.flush_length as f64),
+                ]);
+            }
+            for (sink, f) in sinks.iter_mut().zip(&mut figures) {
+                let t = Instant::now();
+                match sink.flush(snapshot, &naming) {
+                    Ok(report) => {
+                        f.last_flush = snapshot.clock;
+                        f.flush_length = report.bytes;
+                        f.calculation_ms = report.calculation_ms;
+                    }
+                    Err(e) => {
+                        f.last_exception = snapshot.clock;
+                        f.failures += 1;
+                        log::error!("sink {}: flush failed: {e}", sink.name());
+                    }
+                }
+                f.flush_time_ms = t.elapsed().as_secs_f64() * 1e3;
+            }
+            tables.clear();
+            // The ingest thread may be gone at shutdown; the table is then simply dropped.
+            let _ = spare_tx.send(tables);
+            if last {
+                let deadline = Instant::now() + shutdown_timeout;
+                for sink in &mut sinks {
+                    if let Err(e) = sink.shutdown(deadline) {
+                        log::error!("sink {}: not drained at shutdown: {e}", sink.name());
+                    }
+                    sink.status(&mut |k, v| log::info!("sink {} at exit: {k} = {v}", sink.name()));
+                }
+                break;
+            }
+        }
+    })?;
+    Ok(FlushHandle { jobs: job_tx, spares: spare_rx, thread })
 }

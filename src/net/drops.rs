@@ -13,10 +13,7 @@ pub struct KernelDrops {
 impl KernelDrops {
     /// Watches the sockets behind these file descriptors.
     pub fn new(fds: &[&dyn AsRawFd]) -> KernelDrops {
-        let inodes = fds
-            .iter()
-            .filter_map(|fd| socket_inode(fd.as_raw_fd()))
-            .collect();
+        let inodes = fds.iter().filter_map(|fd| socket_inode(fd.as_raw_fd())).collect();
         let mut d = KernelDrops { inodes, last: 0 };
         d.last = d.total();
         d

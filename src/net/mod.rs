@@ -33,11 +33,7 @@ pub fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<BoundUdp> {
         );
     }
     let std_socket: std::net::UdpSocket = socket.into();
-    Ok(BoundUdp {
-        socket: mio::net::UdpSocket::from_std(std_socket),
-        local,
-        recv_buffer: effective,
-    })
+    Ok(BoundUdp { socket: mio::net::UdpSocket::from_std(std_socket), local, recv_buffer: effective })
 }
 
 /// Pins the calling thread to `core`, logging (not failing) when that is impossible.

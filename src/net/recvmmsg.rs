@@ -50,13 +50,7 @@ impl Batch {
                 h
             })
             .collect();
-        Batch {
-            buffers,
-            size,
-            iovecs,
-            headers,
-            received: 0,
-        }
+        Batch { buffers, size, iovecs, headers, received: 0 }
     }
 
     /// Receives up to `n` datagrams without blocking. `Ok(0)` never happens: an empty socket is
@@ -134,10 +128,7 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut batch = Batch::new(4, 16);
-        assert_eq!(
-            batch.recv(&rx).unwrap_err().kind(),
-            io::ErrorKind::WouldBlock
-        );
+        assert_eq!(batch.recv(&rx).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         for d in ["a:1|c", "b:2|c", "this datagram is longer than 16 bytes"] {
             tx.send_to(d.as_bytes(), rx.local_addr().unwrap()).unwrap();
         }

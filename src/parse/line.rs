@@ -7,9 +7,10 @@
 //! (a `:` there starts the next segment); tags and container ids end only at `|` because they
 //! hold `:` themselves.
 //!
-//! A line is all or nothing: every sample is parsed into the caller's reusable `Vec<Sample>`
-//! before any is applied, so a bad segment drops the whole line and is counted once. The common
-//! single-sample line costs two memchr calls, one type match and one number parse.
+//! Segments stand alone, as in etsy: a bad segment is recorded (by reason) and the good ones'
+//! samples are kept, all in the caller's reusable [`LineBuf`]. Within a segment, packed values
+//! are all or nothing. The common single-sample line costs two memchr calls, one type match and
+//! one number parse.
 
 use super::{parse_f64, BadLine};
 use memchr::{memchr, memchr2};
@@ -63,10 +64,21 @@ pub enum Parsed<'a> {
     ServiceCheck,
 }
 
-/// Parses one line (no `\n`). On `Ok(Parsed::Metric)`, `samples` holds at least one sample.
+/// The caller's reusable buffers for one line: the samples of its good segments and the reason
+/// for each bad segment (cleared by every `parse_line`; no allocation once warm).
+#[derive(Debug, Default)]
+pub struct LineBuf {
+    pub samples: Vec<Sample>,
+    pub bad: Vec<BadLine>,
+}
+
+/// Parses one line (no `\n`). `Err` means the line as a whole is bad (no `:`, empty name, a
+/// malformed event). Otherwise each `:`-separated segment stands alone, as in etsy: a bad one is
+/// recorded in `out.bad` and the good ones' samples are in `out.samples` (possibly none).
 #[inline]
-pub fn parse_line<'a>(line: &'a [u8], samples: &mut Vec<Sample>) -> Result<Parsed<'a>, BadLine> {
-    samples.clear();
+pub fn parse_line<'a>(line: &'a [u8], out: &mut LineBuf) -> Result<Parsed<'a>, BadLine> {
+    out.samples.clear();
+    out.bad.clear();
     if line.first() == Some(&b'_') {
         if let Some(p) = parse_event_or_check(line) {
             return p;
@@ -81,18 +93,28 @@ pub fn parse_line<'a>(line: &'a [u8], samples: &mut Vec<Sample>) -> Result<Parse
     let mut pos = colon + 1;
     loop {
         // values, up to the first '|'
-        let bar = pos + memchr(b'|', &line[pos..]).ok_or(BadLine::NoType)?;
+        let Some(bar) = memchr(b'|', &line[pos..]).map(|i| pos + i) else {
+            out.bad.push(BadLine::NoType);
+            break;
+        };
         let values = (pos, bar);
         pos = bar + 1;
-        // the type, up to '|' or ':'
+        // the type, up to '|' or ':'; after an error the segment is still scanned to its end
         let end = find_end(line, pos);
+        let mut bad = None;
         let kind = match &line[pos..end] {
             b"c" => Kind::Counter,
             b"g" => Kind::Gauge,
             b"ms" | b"h" | b"d" => Kind::Timer,
             b"s" => Kind::Set,
-            b"" => return Err(BadLine::NoType),
-            _ => return Err(BadLine::UnknownType),
+            b"" => {
+                bad = Some(BadLine::NoType);
+                Kind::Counter
+            }
+            _ => {
+                bad = Some(BadLine::UnknownType);
+                Kind::Counter
+            }
         };
         pos = end;
         let mut rate = 1.0;
@@ -102,16 +124,20 @@ pub fn parse_line<'a>(line: &'a [u8], samples: &mut Vec<Sample>) -> Result<Parse
             match line.get(pos) {
                 Some(b'@') => {
                     let end = find_end(line, pos + 1);
-                    rate = parse_f64(&line[pos + 1..end]).ok_or(BadLine::BadSampleRate)?;
-                    if rate <= 0.0 {
-                        return Err(BadLine::BadSampleRate);
+                    match parse_f64(&line[pos + 1..end]) {
+                        Some(r) if r > 0.0 => rate = r,
+                        _ => {
+                            bad.get_or_insert(BadLine::BadSampleRate);
+                        }
                     }
                     pos = end;
                 }
                 Some(b'#') => {
                     let end = find_bar(line, pos + 1);
-                    if tags.replace(&line[pos + 1..end]).is_some() {
-                        return Err(BadLine::DuplicateTags);
+                    if tags.is_some() {
+                        bad.get_or_insert(BadLine::DuplicateTags);
+                    } else {
+                        tags = Some(&line[pos + 1..end]);
                     }
                     pos = end;
                 }
@@ -119,7 +145,7 @@ pub fn parse_line<'a>(line: &'a [u8], samples: &mut Vec<Sample>) -> Result<Parse
                     let end = find_end(line, pos + 1);
                     let ts = &line[pos + 1..end];
                     if ts.is_empty() || ts.len() > 12 || !ts.iter().all(u8::is_ascii_digit) {
-                        return Err(BadLine::BadTimestamp);
+                        bad.get_or_insert(BadLine::BadTimestamp);
                     }
                     pos = end;
                 }
@@ -127,16 +153,22 @@ pub fn parse_line<'a>(line: &'a [u8], samples: &mut Vec<Sample>) -> Result<Parse
                 _ => pos = find_bar(line, pos),
             }
         }
-        push_values(line, values, kind, rate, samples)?;
+        let seg_start = out.samples.len();
+        match bad {
+            None => {
+                if let Err(why) = push_values(line, values, kind, rate, &mut out.samples) {
+                    out.samples.truncate(seg_start);
+                    out.bad.push(why);
+                }
+            }
+            Some(why) => out.bad.push(why),
+        }
         match line.get(pos) {
             Some(b':') => pos += 1,
             _ => break,
         }
     }
-    Ok(Parsed::Metric {
-        name,
-        tags: tags.unwrap_or(b""),
-    })
+    Ok(Parsed::Metric { name, tags: tags.unwrap_or(b"") })
 }
 
 /// Index of the next '|' or ':' at or after `from`, or the line's end.
@@ -185,17 +217,10 @@ fn push_values(
                 if v.is_empty() {
                     return Err(BadLine::BadValue);
                 }
-                SampleValue::Member {
-                    start: pos as u32,
-                    end: stop as u32,
-                }
+                SampleValue::Member { start: pos as u32, end: stop as u32 }
             }
         };
-        samples.push(Sample {
-            kind,
-            value,
-            weight,
-        });
+        samples.push(Sample { kind, value, weight });
         if stop == end {
             return Ok(());
         }
@@ -211,18 +236,10 @@ fn parse_event_or_check(line: &[u8]) -> Option<Result<Parsed<'static>, BadLine>>
         let mut fields = rest.split(|&b| b == b'|');
         let name_ok = fields.next().is_some_and(|n| !n.is_empty());
         let status_ok = matches!(fields.next(), Some(b"0" | b"1" | b"2" | b"3"));
-        return Some(if name_ok && status_ok {
-            Ok(Parsed::ServiceCheck)
-        } else {
-            Err(BadLine::BadEvent)
-        });
+        return Some(if name_ok && status_ok { Ok(Parsed::ServiceCheck) } else { Err(BadLine::BadEvent) });
     }
     let rest = line.strip_prefix(b"_e{")?;
-    Some(
-        parse_event(rest)
-            .map(|()| Parsed::Event)
-            .ok_or(BadLine::BadEvent),
-    )
+    Some(parse_event(rest).map(|()| Parsed::Event).ok_or(BadLine::BadEvent))
 }
 
 /// `title_len,text_len}:title|text…` with the lengths in bytes, both titles present.
@@ -230,10 +247,7 @@ fn parse_event(rest: &[u8]) -> Option<()> {
     let close = memchr(b'}', rest)?;
     let comma = memchr(b',', &rest[..close])?;
     let title_len: usize = std::str::from_utf8(&rest[..comma]).ok()?.parse().ok()?;
-    let text_len: usize = std::str::from_utf8(&rest[comma + 1..close])
-        .ok()?
-        .parse()
-        .ok()?;
+    let text_len: usize = std::str::from_utf8(&rest[comma + 1..close]).ok()?.parse().ok()?;
     let body = rest.get(close + 1..)?.strip_prefix(b":")?;
     let after_title = body.get(title_len..)?.strip_prefix(b"|")?;
     let after_text = after_title.get(text_len..)?;
@@ -244,68 +258,58 @@ fn parse_event(rest: &[u8]) -> Option<()> {
 mod tests {
     use super::*;
 
+    /// The line's name, tags and samples; `Err` with the first reason when nothing in the line
+    /// was good.
     fn parse(s: &str) -> Result<(String, String, Vec<Sample>), BadLine> {
-        let mut v = Vec::new();
-        match parse_line(s.as_bytes(), &mut v)? {
-            Parsed::Metric { name, tags } => Ok((
+        let (p, samples, bad) = parse_all(s);
+        let p = p?;
+        if samples.is_empty() && !bad.is_empty() {
+            return Err(bad[0]);
+        }
+        assert!(bad.is_empty(), "{s}: partly bad: {bad:?}");
+        Ok(p)
+    }
+
+    type Name = (String, String, Vec<Sample>);
+
+    fn parse_all(s: &str) -> (Result<Name, BadLine>, Vec<Sample>, Vec<BadLine>) {
+        let mut out = LineBuf::default();
+        let r = parse_line(s.as_bytes(), &mut out).map(|p| match p {
+            Parsed::Metric { name, tags } => (
                 String::from_utf8(name.to_vec()).unwrap(),
                 String::from_utf8(tags.to_vec()).unwrap(),
-                v,
-            )),
-            Parsed::Event => Ok(("<event>".into(), String::new(), v)),
-            Parsed::ServiceCheck => Ok(("<sc>".into(), String::new(), v)),
-        }
+                out.samples.clone(),
+            ),
+            Parsed::Event => ("<event>".into(), String::new(), vec![]),
+            Parsed::ServiceCheck => ("<sc>".into(), String::new(), vec![]),
+        });
+        (r, out.samples, out.bad)
     }
 
     fn num(kind: Kind, x: f64, weight: f64) -> Sample {
-        Sample {
-            kind,
-            value: SampleValue::Number(x),
-            weight,
-        }
+        Sample { kind, value: SampleValue::Number(x), weight }
     }
 
     #[test]
     fn every_type() {
-        assert_eq!(
-            parse("a:1|c").unwrap().2,
-            vec![num(Kind::Counter, 1.0, 1.0)]
-        );
-        assert_eq!(
-            parse("a:2.5|ms").unwrap().2,
-            vec![num(Kind::Timer, 2.5, 1.0)]
-        );
+        assert_eq!(parse("a:1|c").unwrap().2, vec![num(Kind::Counter, 1.0, 1.0)]);
+        assert_eq!(parse("a:2.5|ms").unwrap().2, vec![num(Kind::Timer, 2.5, 1.0)]);
         assert_eq!(parse("a:3|h").unwrap().2, vec![num(Kind::Timer, 3.0, 1.0)]);
         assert_eq!(parse("a:4|d").unwrap().2, vec![num(Kind::Timer, 4.0, 1.0)]);
         assert_eq!(parse("a:5|g").unwrap().2, vec![num(Kind::Gauge, 5.0, 1.0)]);
         let g = parse("a:-5|g").unwrap().2;
         assert_eq!(g[0].value, SampleValue::Delta(-5.0));
         assert_eq!(parse("a:+5|g").unwrap().2[0].value, SampleValue::Delta(5.0));
-        assert_eq!(
-            parse("a:xyz|s").unwrap().2[0].value,
-            SampleValue::Member { start: 2, end: 5 }
-        );
+        assert_eq!(parse("a:xyz|s").unwrap().2[0].value, SampleValue::Member { start: 2, end: 5 });
     }
 
     #[test]
     fn sample_rates_scale_counters_and_weight_timers() {
-        assert_eq!(
-            parse("a:2|c|@0.5").unwrap().2,
-            vec![num(Kind::Counter, 4.0, 2.0)]
-        );
-        assert_eq!(
-            parse("a:0.25|c|@0.25").unwrap().2,
-            vec![num(Kind::Counter, 1.0, 4.0)]
-        );
-        assert_eq!(
-            parse("t:10|ms|@0.1").unwrap().2,
-            vec![num(Kind::Timer, 10.0, 1.0 / 0.1)]
-        );
+        assert_eq!(parse("a:2|c|@0.5").unwrap().2, vec![num(Kind::Counter, 4.0, 2.0)]);
+        assert_eq!(parse("a:0.25|c|@0.25").unwrap().2, vec![num(Kind::Counter, 1.0, 4.0)]);
+        assert_eq!(parse("t:10|ms|@0.1").unwrap().2, vec![num(Kind::Timer, 10.0, 1.0 / 0.1)]);
         // a rate above 1 is accepted and scales down, as etsy does
-        assert_eq!(
-            parse("a:4|c|@2").unwrap().2,
-            vec![num(Kind::Counter, 2.0, 0.5)]
-        );
+        assert_eq!(parse("a:4|c|@2").unwrap().2, vec![num(Kind::Counter, 2.0, 0.5)]);
     }
 
     #[test]
@@ -313,38 +317,23 @@ mod tests {
         let s = parse("a:1|c:2|c:3|ms").unwrap().2;
         assert_eq!(
             s,
-            vec![
-                num(Kind::Counter, 1.0, 1.0),
-                num(Kind::Counter, 2.0, 1.0),
-                num(Kind::Timer, 3.0, 1.0)
-            ]
+            vec![num(Kind::Counter, 1.0, 1.0), num(Kind::Counter, 2.0, 1.0), num(Kind::Timer, 3.0, 1.0)]
         );
         let s = parse("a:1:2:3|ms|@0.5").unwrap().2;
         assert_eq!(
             s,
-            vec![
-                num(Kind::Timer, 1.0, 2.0),
-                num(Kind::Timer, 2.0, 2.0),
-                num(Kind::Timer, 3.0, 2.0)
-            ]
+            vec![num(Kind::Timer, 1.0, 2.0), num(Kind::Timer, 2.0, 2.0), num(Kind::Timer, 3.0, 2.0)]
         );
         let s = parse("a:1|c|@0.5:2|c").unwrap().2;
-        assert_eq!(
-            s,
-            vec![num(Kind::Counter, 2.0, 2.0), num(Kind::Counter, 2.0, 1.0)]
-        );
+        assert_eq!(s, vec![num(Kind::Counter, 2.0, 2.0), num(Kind::Counter, 2.0, 1.0)]);
         let s = parse("u:a:b|s").unwrap().2;
         assert_eq!(s.len(), 2);
     }
 
     #[test]
     fn dogstatsd_fields() {
-        let (name, tags, s) =
-            parse("api.req:1|c|@0.5|#env:prod,host:a|c:abc123|T1700000000").unwrap();
-        assert_eq!(
-            (name.as_str(), tags.as_str()),
-            ("api.req", "env:prod,host:a")
-        );
+        let (name, tags, s) = parse("api.req:1|c|@0.5|#env:prod,host:a|c:abc123|T1700000000").unwrap();
+        assert_eq!((name.as_str(), tags.as_str()), ("api.req", "env:prod,host:a"));
         assert_eq!(s, vec![num(Kind::Counter, 2.0, 2.0)]);
         let (_, tags, s) = parse("x:5|ms|#a,b:c:d|zz:unknown|@1").unwrap();
         assert_eq!(tags, "a,b:c:d");
@@ -389,20 +378,33 @@ mod tests {
             ("qux:1|c|@", BadLine::BadSampleRate),
             ("t:1|c|Tabc", BadLine::BadTimestamp),
             ("t:1|c|#a|#b", BadLine::DuplicateTags),
-            ("a:1|c:x|c", BadLine::BadValue),
-            ("a:1|c:2", BadLine::NoType),
             ("a:1:|ms", BadLine::BadValue),
         ] {
             assert_eq!(parse(line).map(|p| p.2), Err(why), "{line}");
         }
     }
 
+    /// etsy's multi-metric lines: each segment stands alone, the good ones count.
+    #[test]
+    fn a_bad_segment_does_not_spoil_the_others() {
+        let (_, samples, bad) = parse_all("a:1|c:x|c:2|c");
+        assert_eq!(samples, vec![num(Kind::Counter, 1.0, 1.0), num(Kind::Counter, 2.0, 1.0)]);
+        assert_eq!(bad, vec![BadLine::BadValue]);
+        let (_, samples, bad) = parse_all("a:1|c:2");
+        assert_eq!((samples.len(), bad), (1, vec![BadLine::NoType]));
+        let (_, samples, bad) = parse_all("a:1|q|@0.5:2|ms|@x:3|g");
+        assert_eq!(samples, vec![num(Kind::Gauge, 3.0, 1.0)]);
+        assert_eq!(bad, vec![BadLine::UnknownType, BadLine::BadSampleRate]);
+        let (_, samples, bad) = parse_all("a:x|c:y|c");
+        assert_eq!((samples.len(), bad), (0, vec![BadLine::BadValue, BadLine::BadValue]));
+    }
+
     #[test]
     fn never_panics_on_prefixes_of_valid_lines() {
         let line = "api.req:1:2|ms|@0.5|#env:prod,h|c:x|T17:3|c|@0.1";
-        let mut v = Vec::new();
+        let mut out = LineBuf::default();
         for end in 0..=line.len() {
-            let _ = parse_line(&line.as_bytes()[..end], &mut v);
+            let _ = parse_line(&line.as_bytes()[..end], &mut out);
         }
     }
 }

@@ -6,7 +6,7 @@
 mod line;
 mod number;
 
-pub use line::{parse_line, Kind, Parsed, Sample, SampleValue};
+pub use line::{parse_line, Kind, LineBuf, Parsed, Sample, SampleValue};
 pub use number::parse_f64;
 
 /// Why a line was dropped. Counted per reason in `bad_lines_seen` and reported as

@@ -69,19 +69,13 @@ impl Sink for Console {
         self.buf.clear();
         match self.format {
             ConsoleFormat::Json => {
-                let which = CounterNames {
-                    rate: self.counter_rates,
-                    count: true,
-                };
+                let which = CounterNames { rate: self.counter_rates, count: true };
                 render_flat(snapshot, naming, which, &mut self.name, &mut self.buf);
                 self.buf.push(b'\n');
             }
             ConsoleFormat::Text => {
                 let buf = &mut self.buf;
-                let which = CounterNames {
-                    rate: true,
-                    count: true,
-                };
+                let which = CounterNames { rate: true, count: true };
                 snapshot.for_each_flat(naming, which, &mut self.name, &mut |n, v| {
                     buf.extend_from_slice(n.as_bytes());
                     buf.push(b' ');
@@ -95,9 +89,6 @@ impl Sink for Console {
         let calculation_ms = started.elapsed().as_secs_f64() * 1e3;
         self.out.write_all(&self.buf)?;
         self.out.flush()?;
-        Ok(FlushReport {
-            bytes: self.buf.len() as u64,
-            calculation_ms,
-        })
+        Ok(FlushReport { bytes: self.buf.len() as u64, calculation_ms })
     }
 }

@@ -144,9 +144,6 @@ mod tests {
     fn json_strings_are_escaped() {
         let mut out = Vec::new();
         write_json_str(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "\"a\\\"b\\\\c\\nd\\u0001é\""
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\nd\\u0001é\"");
     }
 }

@@ -4,6 +4,8 @@
 //! Runs on the test's own thread plus two reader threads per daemon.
 #![allow(dead_code)]
 
+pub mod vectors;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
@@ -59,13 +61,7 @@ impl Daemon {
             }
         }
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        Daemon {
-            child,
-            udp: udp.expect("no udp listener logged"),
-            stdout,
-            stderr,
-            sender,
-        }
+        Daemon { child, udp: udp.expect("no udp listener logged"), stdout, stderr, sender }
     }
 
     /// Sends one datagram to the daemon's UDP port.
@@ -92,10 +88,7 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no flush carried {name} within {timeout:?}"
-            );
+            assert!(!left.is_zero(), "no flush carried {name} within {timeout:?}");
             let f = self.next_flush(left);
             if f.get(name).is_some_and(|v| *v != 0.0) {
                 return f;
@@ -104,24 +97,24 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for exit; returns the status and every flush printed meanwhile.
-    pub fn terminate(mut self, timeout: Duration) -> (ExitStatus, Vec<Flush>) {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+    pub fn terminate(self, timeout: Duration) -> (ExitStatus, Vec<Flush>) {
+        let (status, lines) = self.terminate_lines(timeout);
+        (status, lines.iter().map(|l| parse_flush(l)).collect())
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the status and the stdout lines not yet read.
+    pub fn terminate_lines(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(
-                Instant::now() < deadline,
-                "kstatsd did not exit within {timeout:?}"
-            );
+            assert!(Instant::now() < deadline, "kstatsd did not exit within {timeout:?}");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let rest = self.stdout.try_iter().map(|l| parse_flush(&l)).collect();
+        // stdout is closed once the process is gone: read until the reader thread ends.
+        let rest = self.stdout.iter().collect();
         (status, rest)
     }
 }
@@ -143,12 +136,7 @@ pub fn parse_flush(line: &str) -> Flush {
         .as_object()
         .unwrap_or_else(|| panic!("no gauges object: {line}"))
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_f64().unwrap_or_else(|| panic!("{k} not a number")),
-            )
-        })
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or_else(|| panic!("{k} not a number"))))
         .collect()
 }
 

@@ -1,0 +1,59 @@
+//! The recorded etsy vectors (`../shared/vectors`): where they are, and how their etsy config
+//! maps onto kstatsd's TOML. Shared by the in-process replay and the over-UDP replay.
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+pub fn vectors_dir() -> PathBuf {
+    std::env::var_os("KSTATSD_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors")))
+}
+
+/// Maps a vector's etsy config onto kstatsd's TOML.
+pub fn toml_for(etsy: &Value) -> String {
+    let mut a = Vec::new();
+    if let Some(p) = etsy.get("percentThreshold") {
+        a.push(format!("percentiles = {p}"));
+    }
+    if let Some(h) = etsy.get("histogram") {
+        let rules: Vec<String> = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{{ metric = {}, bins = {} }}", r["metric"], r["bins"]))
+            .collect();
+        a.push(format!("histograms = [{}]", rules.join(", ")));
+    }
+    if let Some(d) = etsy.get("deleteIdleStats") {
+        a.push(format!("delete_idle_stats = {d}"));
+    }
+    if let Some(g) = etsy.get("graphite") {
+        for (etsy_key, ours) in [
+            ("legacyNamespace", "legacy_namespace"),
+            ("globalPrefix", "global_prefix"),
+            ("prefixCounter", "prefix_counter"),
+            ("prefixTimer", "prefix_timer"),
+            ("prefixGauge", "prefix_gauge"),
+            ("prefixSet", "prefix_set"),
+            ("globalSuffix", "global_suffix"),
+        ] {
+            if let Some(v) = g.get(etsy_key) {
+                a.push(format!("{ours} = {v}"));
+            }
+        }
+    }
+    format!("[aggregate]\n{}\n", a.join("\n"))
+}
+
+/// Is `name` one of kstatsd's own meta names (which the vectors leave out or do not know)?
+pub fn is_meta(name: &str) -> bool {
+    name.contains("statsd.")
+}
+
+pub fn load(name: &str) -> Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set KSTATSD_VECTORS to the vectors folder)", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
