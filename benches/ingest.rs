@@ -1,1 +1,191 @@
-fn main() {}
+//! Criterion benches of the ingest path (parse + aggregate, Throughput::Bytes) across key
+//! cardinalities and line mixes, and of the flush path (summarize + serialize) by series count.
+//! Every bench checks its result (lines counted, bad lines equal to those injected, series
+//! flushed) before it is timed, so a fast wrong answer cannot pass.
+//!
+//! `cargo bench --bench ingest` runs everything; `cargo bench --bench ingest -- parse_aggregate`
+//! one group.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
+use kstatsd::config::Config;
+use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
+use kstatsd::parse::LineBuf;
+use kstatsd::sink::console::render_flat;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// A deterministic xorshift64 generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mix {
+    /// counters : timers : gauges : sets = 4 : 3 : 2 : 1, no tags, no rates.
+    Plain,
+    /// The same with DogStatsD tags on every line and a sample rate on a third of them.
+    Tagged,
+    /// Plain with 1 % malformed lines.
+    Malformed,
+}
+
+struct Corpus {
+    datagrams: Vec<Vec<u8>>,
+    bytes: u64,
+    lines: u64,
+    bad: u64,
+}
+
+/// Datagrams of 20 lines (about 0.5–1 KB) over `keys` keys, at least `min_bytes` in all and
+/// enough that every key appears about twice.
+fn corpus(keys: u64, mix: Mix, min_bytes: usize) -> Corpus {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ keys);
+    let target = min_bytes.max(keys as usize * 2 * 30);
+    let (mut datagrams, mut bytes, mut lines, mut bad) = (Vec::new(), 0, 0, 0);
+    while bytes < target as u64 {
+        let mut d = Vec::with_capacity(1500);
+        for _ in 0..20 {
+            let x = rng.next();
+            let k = x % keys;
+            let v = (x >> 20) % 1000;
+            if matches!(mix, Mix::Malformed) && (x >> 40) % 100 == 0 {
+                d.extend_from_slice(format!("bench.bad{k}:{v}|zz\n").as_bytes());
+                bad += 1;
+            } else {
+                let line = match (x >> 8) % 10 {
+                    0..=3 => format!("bench.c{k}:{v}|c"),
+                    4..=6 => format!("bench.t{k}:{v}.{}|ms", v % 10),
+                    7..=8 => format!("bench.g{k}:{v}|g"),
+                    _ => format!("bench.s{k}:u{}|s", v % 64),
+                };
+                d.extend_from_slice(line.as_bytes());
+                if matches!(mix, Mix::Tagged) {
+                    if (x >> 30) % 3 == 0 && !line.ends_with("|g") && !line.ends_with("|s") {
+                        d.extend_from_slice(b"|@0.5");
+                    }
+                    d.extend_from_slice(format!("|#env:prod,az:z{}", k % 3).as_bytes());
+                }
+                d.push(b'\n');
+            }
+            lines += 1;
+        }
+        bytes += d.len() as u64;
+        datagrams.push(d);
+    }
+    Corpus { datagrams, bytes, lines, bad }
+}
+
+fn ingest_all(tables: &mut Tables, buf: &mut LineBuf, c: &Corpus) {
+    for d in &c.datagrams {
+        ingest_datagram(tables, d, buf);
+    }
+}
+
+fn parse_aggregate(cr: &mut Criterion) {
+    let mut group = cr.benchmark_group("parse_aggregate");
+    group.sample_size(10);
+    let cases: &[(u64, Mix, &str)] = &[
+        (100, Mix::Plain, "plain"),
+        (10_000, Mix::Plain, "plain"),
+        (10_000, Mix::Tagged, "tagged"),
+        (10_000, Mix::Malformed, "malformed1pct"),
+        (1_000_000, Mix::Plain, "plain"),
+    ];
+    for &(keys, mix, name) in cases {
+        let c = corpus(keys, mix, 4 << 20);
+        let limits = Limits { max_series: 10_000_000, ..Limits::default() };
+        let mut tables = Tables::new(limits);
+        let mut buf = LineBuf::default();
+        // Check once: every line counted, exactly the injected bad lines refused.
+        ingest_all(&mut tables, &mut buf, &c);
+        assert_eq!(tables.stats.metrics, c.lines);
+        assert_eq!(tables.stats.bad_total(), c.bad);
+        assert!(tables.series_count() as u64 <= 4 * keys);
+        tables.clear();
+        eprintln!(
+            "corpus {name}/{keys}: {} datagrams, {} lines, {} bytes, {:.1} bytes/line",
+            c.datagrams.len(),
+            c.lines,
+            c.bytes,
+            c.bytes as f64 / c.lines as f64
+        );
+        group.throughput(Throughput::Bytes(c.bytes));
+        group.bench_function(BenchmarkId::new(name, keys), |b| {
+            b.iter(|| {
+                ingest_all(&mut tables, &mut buf, black_box(&c));
+                // An interval of about 2 M lines, as at 200 k lines/s and 10 s: then the flush
+                // thread clears the tables (O(series), small next to parsing them).
+                if tables.stats.metrics > 2_000_000 {
+                    tables.clear();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn flush_serialize(cr: &mut Criterion) {
+    let mut group = cr.benchmark_group("flush_serialize");
+    group.sample_size(10);
+    let config = Config::defaults();
+    let naming = Naming::new(&config.aggregate);
+    for series in [1_000u64, 100_000] {
+        // Half counters, half timers with 100 values each.
+        let mut c = Vec::new();
+        let mut rng = Rng(series);
+        for k in 0..series {
+            if k % 2 == 0 {
+                c.push(format!("f.c{k}:1|c"));
+            } else {
+                for _ in 0..100 {
+                    c.push(format!("f.t{k}:{}|ms", rng.next() % 1000));
+                }
+            }
+        }
+        let text = c.join("\n");
+        let limits = Limits { max_series: 10_000_000, ..Limits::default() };
+        let mut tables = Tables::new(limits);
+        let mut flusher = Flusher::new(config.aggregate.clone());
+        let mut buf = LineBuf::default();
+        let mut out = Vec::new();
+        let mut name = String::new();
+        let meta = FlushMeta { interval: 10.0, clock: 1_700_000_000, ..FlushMeta::default() };
+        group.throughput(Throughput::Elements(series));
+        group.bench_function(BenchmarkId::from_parameter(series), |b| {
+            // Only the flush is timed; refilling the tables between iterations is not.
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    tables.clear();
+                    ingest_datagram(&mut tables, text.as_bytes(), &mut buf);
+                    let started = Instant::now();
+                    let snap = flusher.flush(&mut tables, &meta);
+                    assert!(snap.num_stats >= series, "every series flushed");
+                    out.clear();
+                    render_flat(
+                        snap,
+                        &naming,
+                        CounterNames { rate: false, count: true },
+                        &mut name,
+                        &mut out,
+                    );
+                    black_box(out.len());
+                    spent += started.elapsed();
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse_aggregate, flush_serialize);
+criterion_main!(benches);

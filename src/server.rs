@@ -38,6 +38,8 @@ pub struct Server {
     line_buf: LineBuf,
     active: Box<Tables>,
     flush: FlushHandle,
+    /// The spare tables when they came back before they were needed (see `wait_for_spare`).
+    spare: Option<Box<Tables>>,
     interval: Duration,
     last_flush: Instant,
     next_flush: Instant,
@@ -87,6 +89,7 @@ impl Server {
             line_buf: LineBuf::default(),
             active: parts.active,
             flush: parts.flush,
+            spare: None,
             interval: parts.interval,
             last_flush: now,
             next_flush: now + parts.interval,
@@ -179,7 +182,11 @@ impl Server {
 
     /// At or after the deadline: swap in the spare and send the full tables, or count an overrun.
     fn try_flush(&mut self, now: Instant) {
-        match self.flush.spares.try_recv() {
+        let spare = match self.spare.take() {
+            Some(s) => Ok(s),
+            None => self.flush.spares.try_recv(),
+        };
+        match spare {
             Ok(spare) => self.send_flush(spare, now, false),
             Err(TryRecvError::Empty) => {
                 if !self.overrun_pending {
@@ -223,21 +230,28 @@ impl Server {
         }
     }
 
-    /// Flushes now, waiting (at most `shutdown_timeout`) for the flush thread to return the
-    /// spare. For shutdown and tests; the loop itself never waits. Returns false when the spare
-    /// did not come back in time (nothing was flushed).
+    /// Waits (at most `shutdown_timeout`) until the flush thread has returned the spare, and
+    /// keeps it for the next flush. For shutdown and tests; the loop itself never waits.
+    pub fn wait_for_spare(&mut self) -> bool {
+        if self.spare.is_none() {
+            self.spare = self.flush.spares.recv_timeout(self.shutdown_timeout).ok();
+        }
+        self.spare.is_some()
+    }
+
+    /// Flushes now, waiting for the spare if needed. Returns false when it did not come back in
+    /// time (nothing was flushed).
     pub fn flush_now(&mut self) -> bool {
         self.flush_waiting(false)
     }
 
     fn flush_waiting(&mut self, last: bool) -> bool {
-        match self.flush.spares.recv_timeout(self.shutdown_timeout) {
-            Ok(spare) => {
-                self.send_flush(spare, Instant::now(), last);
-                true
-            }
-            Err(_) => false,
+        if !self.wait_for_spare() {
+            return false;
         }
+        let spare = self.spare.take().expect("just checked");
+        self.send_flush(spare, Instant::now(), last);
+        true
     }
 
     fn shutdown(mut self) -> io::Result<()> {

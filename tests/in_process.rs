@@ -159,6 +159,8 @@ fn warmed_up_ingest_allocates_nothing_per_datagram() {
     }
     send_and_consume(&mut d, &tx, &work, true);
     send_and_consume(&mut d, &tx, &work, true);
+    // Waiting is the test's business (the loop only ever polls for the spare); the swap is not.
+    assert!(d.server.wait_for_spare());
     COUNTING.with(|c| c.set(true));
     let flushed = d.server.flush_now();
     COUNTING.with(|c| c.set(false));

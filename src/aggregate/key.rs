@@ -104,14 +104,19 @@ fn push_component(src: &[u8], sanitize: bool, out: &mut Vec<u8>) -> Result<(), B
         return Ok(());
     }
     let mut in_space = false;
-    for &b in src {
-        if is_js_space(b) {
+    let mut i = 0;
+    while i < src.len() {
+        let b = src[i];
+        let space = if b < 0x80 { usize::from(is_js_space(b)) } else { unicode_space_len(&src[i..]) };
+        if space > 0 {
             if !in_space {
                 out.push(b'_');
             }
             in_space = true;
+            i += space;
             continue;
         }
+        i += 1;
         in_space = false;
         match b {
             b'/' => out.push(b'-'),
@@ -125,6 +130,17 @@ fn push_component(src: &[u8], sanitize: bool, out: &mut Vec<u8>) -> Result<(), B
 /// The ASCII part of JavaScript's `\s`.
 fn is_js_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// The length of the UTF-8 encoded non-ASCII whitespace `\s` matches in JavaScript at the start
+/// of `s` (U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000, U+FEFF), or 0.
+fn unicode_space_len(s: &[u8]) -> usize {
+    match s {
+        [0xC2, 0xA0, ..] => 2,
+        [0xE1, 0x9A, 0x80, ..] | [0xE3, 0x80, 0x80, ..] | [0xEF, 0xBB, 0xBF, ..] => 3,
+        [0xE2, 0x80, 0x80..=0x8A | 0xA8 | 0xA9 | 0xAF, ..] | [0xE2, 0x81, 0x9F, ..] => 3,
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +161,7 @@ mod tests {
         assert_eq!(key("a  \t b", "").unwrap().0, "a_b");
         assert_eq!(key("ok.name-1_x", "").unwrap().0, "ok.name-1_x");
         assert_eq!(key("ünï", "").unwrap().0, "n");
+        assert_eq!(key("a\u{a0}b\u{3000} c", "").unwrap().0, "a_b_c", "Unicode spaces, as JS \\s");
         assert_eq!(key("$$$", ""), Err(BadLine::EmptyName));
     }
 

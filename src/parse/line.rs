@@ -15,7 +15,8 @@
 use super::{parse_f64, BadLine};
 use memchr::{memchr, memchr2};
 
-/// The aggregation a sample feeds. `ms`, `h` and `d` all aggregate as timers (as etsy does).
+/// The aggregation a sample feeds. `ms`, `h` and `d` all aggregate as timers (protocol.md; etsy
+/// 0.9.0 itself only knows `ms` and counts `h`/`d` as counters: a documented difference).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Counter = 0,
@@ -92,6 +93,12 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut LineBuf) -> Result<Parsed<'a>, B
     let mut tags: Option<&[u8]> = None;
     let mut pos = colon + 1;
     loop {
+        // an empty segment ("a:1|c::2|c") is one bad line, as in etsy
+        if line.get(pos) == Some(&b':') {
+            out.bad.push(BadLine::NoType);
+            pos += 1;
+            continue;
+        }
         // values, up to the first '|'
         let Some(bar) = memchr(b'|', &line[pos..]).map(|i| pos + i) else {
             out.bad.push(BadLine::NoType);
@@ -117,15 +124,19 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut LineBuf) -> Result<Parsed<'a>, B
             }
         };
         pos = end;
-        let mut rate = 1.0;
+        let mut rate = None;
         // fields: "|x…" until the segment ends at the line's end or a ':' after a field
         while line.get(pos) == Some(&b'|') {
             pos += 1;
             match line.get(pos) {
                 Some(b'@') => {
                     let end = find_end(line, pos + 1);
+                    // the first rate counts, as in etsy
                     match parse_f64(&line[pos + 1..end]) {
-                        Some(r) if r > 0.0 => rate = r,
+                        // 1/rate must be finite too (`@1e-320` is refused)
+                        Some(r) if r > 0.0 && (1.0 / r).is_finite() => {
+                            rate.get_or_insert(r);
+                        }
                         _ => {
                             bad.get_or_insert(BadLine::BadSampleRate);
                         }
@@ -156,6 +167,7 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut LineBuf) -> Result<Parsed<'a>, B
         let seg_start = out.samples.len();
         match bad {
             None => {
+                let rate = rate.unwrap_or(1.0);
                 if let Err(why) = push_values(line, values, kind, rate, &mut out.samples) {
                     out.samples.truncate(seg_start);
                     out.bad.push(why);
@@ -198,7 +210,13 @@ fn push_values(
         let stop = memchr(b':', &line[pos..end]).map_or(end, |i| pos + i);
         let v = &line[pos..stop];
         let value = match kind {
-            Kind::Counter => SampleValue::Number(parse_f64(v).ok_or(BadLine::BadValue)? * weight),
+            Kind::Counter => {
+                let x = parse_f64(v).ok_or(BadLine::BadValue)? * weight;
+                if !x.is_finite() {
+                    return Err(BadLine::BadValue); // 1e300|c|@1e-10 overflows
+                }
+                SampleValue::Number(x)
+            }
             Kind::Timer => {
                 let x = parse_f64(v).ok_or(BadLine::BadValue)?;
                 if x < 0.0 {
@@ -213,12 +231,8 @@ fn push_values(
                     _ => SampleValue::Number(x),
                 }
             }
-            Kind::Set => {
-                if v.is_empty() {
-                    return Err(BadLine::BadValue);
-                }
-                SampleValue::Member { start: pos as u32, end: stop as u32 }
-            }
+            // an empty member is the member "0", as in etsy (`fields[0] || '0'`)
+            Kind::Set => SampleValue::Member { start: pos as u32, end: stop as u32 },
         };
         samples.push(Sample { kind, value, weight });
         if stop == end {
@@ -370,12 +384,13 @@ mod tests {
             ("n:nan|g", BadLine::BadValue),
             ("n:inf|ms", BadLine::BadValue),
             ("n:0x10|c", BadLine::BadValue),
-            ("s:|s", BadLine::BadValue),
             ("baz:-1|ms", BadLine::NegativeTimer),
             ("qux:1|c|@x", BadLine::BadSampleRate),
             ("qux:1|c|@0", BadLine::BadSampleRate),
             ("qux:1|c|@-0.5", BadLine::BadSampleRate),
             ("qux:1|c|@", BadLine::BadSampleRate),
+            ("qux:1|ms|@1e-320", BadLine::BadSampleRate),
+            ("qux:1e300|c|@1e-10", BadLine::BadValue),
             ("t:1|c|Tabc", BadLine::BadTimestamp),
             ("t:1|c|#a|#b", BadLine::DuplicateTags),
             ("a:1:|ms", BadLine::BadValue),
@@ -395,6 +410,13 @@ mod tests {
         let (_, samples, bad) = parse_all("a:1|q|@0.5:2|ms|@x:3|g");
         assert_eq!(samples, vec![num(Kind::Gauge, 3.0, 1.0)]);
         assert_eq!(bad, vec![BadLine::UnknownType, BadLine::BadSampleRate]);
+        let (_, samples, bad) = parse_all("a:1|c::2|c");
+        assert_eq!((samples.len(), bad), (2, vec![BadLine::NoType]), "an empty segment is one bad line");
+        assert_eq!(
+            parse("a:1|c|@0.5|@0.25").unwrap().2,
+            vec![num(Kind::Counter, 2.0, 2.0)],
+            "first rate wins"
+        );
         let (_, samples, bad) = parse_all("a:x|c:y|c");
         assert_eq!((samples.len(), bad), (0, vec![BadLine::BadValue, BadLine::BadValue]));
     }

@@ -3,7 +3,7 @@
 //! [`Snapshot`], and must bound its own retries so that it never delays the others for long.
 //! This file also holds the number and string writers that every serializer shares.
 
-mod console;
+pub mod console;
 
 pub use console::Console;
 
