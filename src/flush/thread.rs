@@ -76,13 +76,22 @@ pub fn spawn(
             snapshot.statsd.push(("processing_time".into(), started.elapsed().as_secs_f64() * 1e3));
             for (sink, f) in sinks.iter().zip(&figures) {
                 let n = sink.name();
-                snapshot.statsd.extend([
-                    (format!("{n}Stats.calculationtime"), f.calculation_ms),
-                    (format!("{n}Stats.last_flush"), f.last_flush as f64),
-                    (format!("{n}Stats.last_exception"), f.last_exception as f64),
-                    (format!("{n}Stats.flush_time"), f.flush_time_ms),
-                    (format!("{n}Stats.flush_length"), f.flush_length as f64),
-                ]);
+                // The sink's own figures first (a sink that delivers on its own thread reports
+                // its real last_flush, queue depth, …); the flush thread's fill in the rest.
+                let mut own: Vec<(&'static str, f64)> = Vec::new();
+                sink.meta(&mut |k, v| own.push((k, v)));
+                let ours = [
+                    ("calculationtime", f.calculation_ms),
+                    ("last_flush", f.last_flush as f64),
+                    ("last_exception", f.last_exception as f64),
+                    ("flush_time", f.flush_time_ms),
+                    ("flush_length", f.flush_length as f64),
+                ];
+                let defaults: Vec<_> =
+                    ours.into_iter().filter(|(k, _)| !own.iter().any(|(o, _)| o == k)).collect();
+                for (k, v) in defaults.into_iter().chain(own) {
+                    snapshot.statsd.push((format!("{n}Stats.{k}"), v));
+                }
             }
             for (sink, f) in sinks.iter_mut().zip(&mut figures) {
                 let t = Instant::now();

@@ -54,6 +54,12 @@ pub trait Sink: Send {
     /// Reports the sink's own figures (etsy's `status` event), e.g. for the admin `stats`.
     fn status(&self, _write: &mut dyn FnMut(&str, f64)) {}
 
+    /// Figures for the meta stats, emitted as `stats.statsd.<name>Stats.<key>` in every flush
+    /// (queue depth, records sent / retried / dropped, …). A sink that delivers on its own
+    /// thread also reports `last_flush`, `last_exception`, `flush_time`, `flush_length` here:
+    /// those then replace the flush thread's measurement of `flush()` (which only enqueued).
+    fn meta(&self, _write: &mut dyn FnMut(&'static str, f64)) {}
+
     /// Whether this sink wants every raw datagram (etsy's `packet` event). Off by default: when
     /// no sink wants them, the ingest thread captures nothing.
     fn wants_packets(&self) -> bool {
