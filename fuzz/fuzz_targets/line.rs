@@ -1,11 +1,12 @@
-//! Fuzzes the statsd/DogStatsD line parser. Properties: it never panics; what it returns points
+//! Fuzzes the statsd/DogStatsD line parser. Properties: it never panics; the fast path agrees
+//! with the full parser whenever it answers; what the full parser returns points
 //! inside the line and holds only finite numbers (timers ≥ 0, rates > 0); and wherever the
 //! etsy grammar and ours coincide (no tags, no packed values, no DogStatsD fields), a slow
 //! reference parser written the way etsy does it (split on ':' then '|') counts the same good
 //! samples and bad segments.
 #![no_main]
 
-use kstatsd::parse::{parse_line, BadLine, Kind, LineBuf, Parsed, SampleValue};
+use kstatsd::parse::{parse_line, parse_simple, BadLine, Kind, LineBuf, Parsed, SampleValue};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|line: &[u8]| {
@@ -36,6 +37,12 @@ fuzz_target!(|line: &[u8]| {
         }
         Ok(Parsed::Event | Parsed::ServiceCheck) => assert!(line.starts_with(b"_")),
         Err(why) => assert!(matches!(why, BadLine::NoValue | BadLine::EmptyName | BadLine::BadEvent)),
+    }
+    // The fast path says nothing, or exactly what the full parser says.
+    if let Some((name_len, sample)) = parse_simple(line) {
+        assert_eq!(parsed, Ok(Parsed::Metric { name: &line[..name_len], tags: b"" }));
+        assert_eq!(out.samples, vec![sample]);
+        assert!(out.bad.is_empty());
     }
     if let Some((good, bad)) = reference(line) {
         assert!(matches!(parsed, Ok(Parsed::Metric { .. })), "{:?}", String::from_utf8_lossy(line));

@@ -26,6 +26,13 @@ pub fn ingest_datagram(tables: &mut Tables, datagram: &[u8], buf: &mut LineBuf) 
 /// Parses and records one line (no newline).
 #[inline]
 pub fn ingest_line(tables: &mut Tables, line: &[u8], buf: &mut LineBuf) {
+    if let Some((name_len, sample)) = parse::parse_simple(line) {
+        tables.stats.metrics += 1;
+        if let Err(why) = tables.record_one(&line[..name_len], line, &sample) {
+            tables.stats.count_bad(why);
+        }
+        return;
+    }
     match parse::parse_line(line, buf) {
         Ok(Parsed::Metric { name, tags }) => {
             tables.stats.metrics += 1;

@@ -298,6 +298,13 @@ impl Tables {
         Ok(())
     }
 
+    /// Records one untagged sample (the parser's fast path).
+    #[inline]
+    pub fn record_one(&mut self, name: &[u8], line: &[u8], sample: &Sample) -> Result<(), BadLine> {
+        let slot = self.intern(sample.kind, name, b"")? as usize;
+        self.apply(slot, sample, line)
+    }
+
     /// Adds to a counter by canonical name (the daemon's own meta counters; see `intern_meta`).
     pub fn add_counter(&mut self, name: &str, value: f64) {
         if let Some(slot) = self.intern_meta(Kind::Counter, name) {
@@ -327,7 +334,7 @@ impl Tables {
         slot.ok().map(|s| s as usize)
     }
 
-    #[inline]
+    #[inline(always)]
     fn apply(&mut self, slot: usize, s: &Sample, line: &[u8]) -> Result<(), BadLine> {
         match (s.kind, s.value) {
             (Kind::Counter, SampleValue::Number(v)) => self.counters[slot] += v,

@@ -46,7 +46,7 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
 }
 
 /// Exact powers of ten (all below 2^53 · 2^k with no rounding up to 10^15).
-const POW10: [f64; 16] =
+pub(crate) const POW10: [f64; 16] =
     [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
 
 /// The general case: validates the alphabet (so `inf`, `nan`, `0x10` and spaces are refused) and
