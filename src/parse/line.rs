@@ -106,12 +106,13 @@ pub fn parse_simple(line: &[u8]) -> Option<(usize, Sample)> {
     }
     let n_digits = i - digits_start - usize::from(dot != usize::MAX);
     if line.get(i) != Some(&b'|') || n_digits == 0 || n_digits > 15 {
-        return None;
+        return simple_set(line, colon, i);
     }
     let kind = match &line[i + 1..] {
         b"c" => Kind::Counter,
         b"ms" | b"h" | b"d" => Kind::Timer,
         b"g" => Kind::Gauge,
+        b"s" => return simple_set(line, colon, colon + 1),
         _ => return None,
     };
     let magnitude = match dot {
@@ -125,6 +126,18 @@ pub fn parse_simple(line: &[u8]) -> Option<(usize, Sample)> {
         _ => SampleValue::Number(x),
     };
     Some((colon, Sample { kind, value, weight: 1.0 }))
+}
+
+/// The fast path's set case, `name:member|s`, where `member` holds no `:` (that would be packed
+/// members). `from` is where the number scan stopped.
+#[inline(always)]
+fn simple_set(line: &[u8], colon: usize, from: usize) -> Option<(usize, Sample)> {
+    let bar = find2(line, from, b'|', b':')?;
+    if line[bar] != b'|' || &line[bar + 1..] != b"s" {
+        return None;
+    }
+    let value = SampleValue::Member { start: (colon + 1) as u32, end: bar as u32 };
+    Some((colon, Sample { kind: Kind::Set, value, weight: 1.0 }))
 }
 
 /// Parses one line (no `\n`). `Err` means the line as a whole is bad (no `:`, empty name, a
@@ -480,7 +493,7 @@ mod tests {
     fn the_fast_path_agrees_with_the_full_parser() {
         // name ':' value '|' type [suffix], each part drawn from valid and invalid pieces
         let names: [&[u8]; 6] = [b"a", b"b.c", b"", b"_x", b"a:b", b"n m"];
-        let values: [&[u8]; 14] = [
+        let values: [&[u8]; 17] = [
             b"1",
             b"-2",
             b"+3",
@@ -495,6 +508,9 @@ mod tests {
             b"1e3",
             b"1234567890123456",
             b"123456789012345",
+            b"user7",
+            b"a:b",
+            b"x|y",
         ];
         let types: [&[u8]; 9] = [b"c", b"ms", b"g", b"h", b"d", b"s", b"x", b"", b"cc"];
         let suffixes: [&[u8]; 7] = [b"", b"", b"", b"|@0.5", b"|#t:1", b":2|c", b"|"];
@@ -533,7 +549,15 @@ mod tests {
         assert_eq!(parse_simple(b"api.req:12.5|ms"), Some((7, num(Kind::Timer, 12.5, 1.0))));
         assert_eq!(parse_simple(b"g:-3|g").map(|s| s.1.value), Some(SampleValue::Delta(-3.0)));
         assert_eq!(parse_simple(b"a:1|c|@0.5"), None);
-        assert_eq!(parse_simple(b"s:1|s"), None);
+        assert_eq!(
+            parse_simple(b"s:u1|s").map(|s| s.1.value),
+            Some(SampleValue::Member { start: 2, end: 4 })
+        );
+        assert_eq!(parse_simple(b"s:a:b|s"), None, "packed members go to the full parser");
+        assert_eq!(
+            parse_simple(b"s:-1|s").map(|s| s.1.value),
+            Some(SampleValue::Member { start: 2, end: 4 })
+        );
     }
 
     #[test]
