@@ -225,6 +225,45 @@ fn the_text_console_prints_graphite_lines() {
 }
 
 #[test]
+fn several_listen_addresses_feed_one_aggregate() {
+    let d = Daemon::start_raw(&["--udp", "127.0.0.1:0,127.0.0.1:0", "--udp", "[::1]:0", "--console", "json", "--flush-interval", "300ms"]);
+    assert_eq!(d.udp_all.len(), 3);
+    let tx4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx6 = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    for addr in &d.udp_all {
+        let tx = if addr.is_ipv4() { &tx4 } else { &tx6 };
+        tx.send_to(b"multi.c:1|c", addr).unwrap();
+    }
+    let f = d.flush_with("stats_counts.multi.c", WAIT);
+    let more = if f["stats_counts.multi.c"] < 3.0 { d.next_flush(WAIT)["stats_counts.multi.c"] } else { 0.0 };
+    assert_eq!(f["stats_counts.multi.c"] + more, 3.0);
+}
+
+/// CPU time (user + system) the process has used, from /proc/PID/stat, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap() // utime, stime
+}
+
+/// With the default busy_poll (2 ms), an idle daemon parks in epoll_wait instead of spinning:
+/// over a second of silence it uses a small fraction of a core (a spinning loop would use ~100
+/// ticks per second).
+#[test]
+fn an_idle_daemon_parks_instead_of_spinning() {
+    let d = Daemon::start(&["--flush-interval", "1h"]);
+    d.send("wake.c:1|c");
+    let before = cpu_ticks(d.child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_ticks(d.child.id()) - before;
+    assert!(used < 20, "an idle daemon used {used} clock ticks in one second");
+}
+
+#[test]
 fn check_config_prints_the_effective_config_and_refuses_bad_ones() {
     let bin = env!("CARGO_BIN_EXE_kstatsd");
     let out = Command::new(bin)

@@ -18,7 +18,9 @@ pub type Flush = BTreeMap<String, f64>;
 
 pub struct Daemon {
     pub child: Child,
+    /// The first UDP address the daemon bound; `udp_all` has every one, in order.
     pub udp: SocketAddr,
+    pub udp_all: Vec<SocketAddr>,
     stdout: Receiver<String>,
     pub stderr: Receiver<String>,
     sender: UdpSocket,
@@ -45,7 +47,7 @@ impl Daemon {
         let stdout = lines_of(child.stdout.take().unwrap());
         let stderr = lines_of(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut udp = None;
+        let mut udp_all = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match stderr.recv_timeout(left) {
@@ -54,14 +56,15 @@ impl Daemon {
             };
             if let Some(rest) = line.split("udp listening on ").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap();
-                udp = Some(addr.parse().expect("bound address"));
+                udp_all.push(addr.parse().expect("bound address"));
             }
             if line.ends_with("ready") {
                 break;
             }
         }
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-        Daemon { child, udp: udp.expect("no udp listener logged"), stdout, stderr, sender }
+        let udp = *udp_all.first().expect("no udp listener logged");
+        Daemon { child, udp, udp_all, stdout, stderr, sender }
     }
 
     /// Sends one datagram to the daemon's UDP port.
