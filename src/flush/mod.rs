@@ -216,16 +216,7 @@ impl Flusher {
                 continue;
             }
             k.idle += 1;
-            let delete = match k.kind {
-                Kind::Counter => c.delete_counters,
-                Kind::Timer => c.delete_timers,
-                Kind::Set => c.delete_sets,
-                Kind::Gauge => match c.gauges_max_ttl {
-                    Some(ttl) => k.idle > ttl,
-                    None => c.delete_gauges,
-                },
-            };
-            if delete {
+            if expired(c, k) {
                 deleted = true;
                 continue;
             }
@@ -246,18 +237,7 @@ impl Flusher {
         }
         if deleted {
             let c = &self.config;
-            self.known.retain(|k| {
-                k.seen
-                    || !match k.kind {
-                        Kind::Counter => c.delete_counters,
-                        Kind::Timer => c.delete_timers,
-                        Kind::Set => c.delete_sets,
-                        Kind::Gauge => match c.gauges_max_ttl {
-                            Some(ttl) => k.idle > ttl,
-                            None => c.delete_gauges,
-                        },
-                    }
-            });
+            self.known.retain(|k| k.seen || !expired(c, k));
             self.rebuild_index();
         }
     }
@@ -288,6 +268,19 @@ impl Flusher {
             self.rebuild_index();
         }
         n
+    }
+}
+
+/// Whether an idle known series is dropped now (delete_* switches, gauges_max_ttl).
+fn expired(c: &AggregateConfig, k: &Known) -> bool {
+    match k.kind {
+        Kind::Counter => c.delete_counters,
+        Kind::Timer => c.delete_timers,
+        Kind::Set => c.delete_sets,
+        Kind::Gauge => match c.gauges_max_ttl {
+            Some(ttl) => k.idle > ttl,
+            None => c.delete_gauges,
+        },
     }
 }
 
@@ -343,4 +336,84 @@ fn inject_meta(tables: &mut Tables, prefix: &str, meta: &FlushMeta) {
         }
     }
     tables.set_gauge(&format!("{prefix}.timestamp_lag"), meta.timestamp_lag_ms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::ingest_datagram;
+    use crate::config::{parse_file, Config, Overrides};
+    use std::collections::BTreeMap;
+
+    /// Feeds one interval per entry of `intervals` and returns every flush as name → value.
+    fn run(aggregate_toml: &str, intervals: &[&str]) -> Vec<BTreeMap<String, f64>> {
+        let text = format!("[aggregate]\n{aggregate_toml}\n");
+        let config = Config::build(parse_file(&text).unwrap(), &Overrides::default()).unwrap();
+        let naming = Naming::new(&config.aggregate);
+        let mut flusher = Flusher::new(config.aggregate.clone());
+        let mut tables = Tables::new(config.aggregate.limits.clone());
+        let mut out = Vec::new();
+        for (i, datagram) in intervals.iter().enumerate() {
+            if !datagram.is_empty() {
+                ingest_datagram(&mut tables, datagram.as_bytes(), &mut Default::default());
+            }
+            let meta = FlushMeta { interval: 2.0, clock: i as u64, ..FlushMeta::default() };
+            let snap = flusher.flush(&mut tables, &meta);
+            let mut names = BTreeMap::new();
+            snap.for_each_flat(
+                &naming,
+                CounterNames { rate: true, count: true },
+                &mut String::new(),
+                &mut |n, v| {
+                    names.insert(n.to_string(), v);
+                },
+            );
+            out.push(names);
+            tables.clear();
+        }
+        out
+    }
+
+    #[test]
+    fn gauges_max_ttl_keeps_an_idle_gauge_for_n_intervals_then_forgets_it() {
+        let f = run("gauges_max_ttl = 2", &["g:5|g", "", "", "", "g:+1|g"]);
+        assert_eq!(f[1]["stats.gauges.g"], 5.0);
+        assert_eq!(f[2]["stats.gauges.g"], 5.0);
+        assert!(!f[3].contains_key("stats.gauges.g"), "dropped after 2 idle intervals");
+        assert_eq!(f[4]["stats.gauges.g"], 1.0, "a forgotten gauge starts again from 0");
+    }
+
+    #[test]
+    fn per_type_delete_switches() {
+        let f = run("delete_counters = true", &["c:1|c\nt:1|ms\ns:a|s\ng:1|g", ""]);
+        assert!(!f[1].contains_key("stats_counts.c"));
+        assert_eq!(f[1]["stats.timers.t.count"], 0.0);
+        assert_eq!(f[1]["stats.sets.s.count"], 0.0);
+        assert_eq!(f[1]["stats.gauges.g"], 1.0);
+        // the daemon's own counters are always reported
+        assert_eq!(f[1]["stats_counts.statsd.packets_received"], 0.0);
+    }
+
+    #[test]
+    fn rates_use_the_real_interval_and_idle_timers_report_only_counts() {
+        let f = run("", &["c:3|c\nt:4|ms|@0.5", ""]);
+        assert_eq!((f[0]["stats_counts.c"], f[0]["stats.c"]), (3.0, 1.5));
+        assert_eq!((f[0]["stats.timers.t.count"], f[0]["stats.timers.t.count_ps"]), (2.0, 1.0));
+        let idle: Vec<_> = f[1].keys().filter(|k| k.starts_with("stats.timers.t.")).collect();
+        assert_eq!(idle, ["stats.timers.t.count", "stats.timers.t.count_ps"]);
+    }
+
+    #[test]
+    fn delete_by_name_or_prefix() {
+        let config = Config::defaults().aggregate;
+        let mut flusher = Flusher::new(config.clone());
+        let mut tables = Tables::new(config.limits.clone());
+        ingest_datagram(&mut tables, b"api.a:1|c\napi.b:1|c\ndb.a:1|c\napi.a:1|g", &mut Default::default());
+        flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
+        let before = flusher.known_series();
+        assert_eq!(flusher.delete(Kind::Counter, "api.*"), 2);
+        assert_eq!(flusher.delete(Kind::Counter, "db.a"), 1);
+        assert_eq!(flusher.delete(Kind::Counter, "nothing"), 0);
+        assert_eq!(flusher.known_series(), before - 3, "the gauge api.a stays");
+    }
 }

@@ -7,7 +7,8 @@
 //! remainder to memchr, which wins on long names and tag lists. Whole datagrams are split
 //! into lines with memchr's iterator, where SIMD pays off.
 
-/// Bytes scanned without memchr before it takes over (bench: parse_aggregate).
+/// Bytes scanned without memchr before it takes over. Statsd names are mostly 10–60 bytes; the
+/// value was chosen to cover them, not tuned separately.
 const SHORT: usize = 64;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
