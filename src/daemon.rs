@@ -56,7 +56,7 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         config.aggregate.clone(),
         sinks,
         Box::new(Tables::new(limits.clone())),
-        config.server.pin_flush_core,
+        net::flush_core(config.server.pin_flush_core, config.server.pin_ingest_core),
         drops,
         config.server.shutdown_timeout,
     )?;
