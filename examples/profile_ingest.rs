@@ -9,12 +9,18 @@
 //!     target/release/examples/profile_ingest 10000 plain 3
 //! ```
 //! then divide the collected instructions by the lines it prints.
+//!
+//! Datagrams go through `server::ingest_received`, the loop's own per-datagram entry, so the
+//! figure includes the debug dump's off branch. A fourth argument turns the dump on with that
+//! regex (`'^$'` matches no name: the cost of matching alone).
 
 #[path = "../benches/support/corpus.rs"]
 mod support;
 
-use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
+use kstatsd::aggregate::{Limits, Tables};
+use kstatsd::dump::DebugDump;
 use kstatsd::parse::LineBuf;
+use kstatsd::server::ingest_received;
 use support::{corpus, Mix};
 
 fn main() {
@@ -28,17 +34,19 @@ fn main() {
     let rounds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3);
     let c = corpus(keys, mix, 4 << 20);
     let mut tables = Tables::new(Limits { max_series: 10_000_000, ..Limits::default() });
-    let lines = run(&mut tables, &c.datagrams, rounds) * c.lines;
+    // black_box: the compiler must not know whether the dump is on.
+    let mut dump = std::hint::black_box(args.get(4).map(|re| DebugDump::start(re).expect("a regex")));
+    let lines = run(&mut tables, &c.datagrams, rounds, &mut dump) * c.lines;
     println!("{lines} lines, {} bytes per round, {} series", c.bytes, tables.series_count());
 }
 
 /// The measured part (callgrind: `--toggle-collect='profile_ingest::run'`).
 #[inline(never)]
-fn run(tables: &mut Tables, datagrams: &[Vec<u8>], rounds: u64) -> u64 {
+fn run(tables: &mut Tables, datagrams: &[Vec<u8>], rounds: u64, dump: &mut Option<DebugDump>) -> u64 {
     let mut buf = LineBuf::default();
     for _ in 0..rounds {
         for d in datagrams {
-            ingest_datagram(tables, d, &mut buf);
+            ingest_received(tables, d, &mut buf, dump);
         }
         if tables.stats.metrics > 2_000_000 {
             tables.clear();

@@ -37,6 +37,17 @@ pub struct ServerFile {
     pub pin_ingest_core: Option<usize>,
     pub pin_flush_core: Option<usize>,
     pub shutdown_timeout: Option<String>,
+    pub tcp: Option<Vec<String>>,
+    pub unix_dgram: Option<Vec<String>>,
+    pub unix_stream: Option<Vec<String>>,
+    pub unix_mode: Option<String>,
+    pub json_udp: Option<Vec<String>>,
+    pub admin: Option<String>,
+    pub admin_allow_mutations: Option<bool>,
+    pub max_line_bytes: Option<Size>,
+    pub max_tcp_connections: Option<usize>,
+    pub tcp_idle_timeout: Option<String>,
+    pub debug_dump: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +96,12 @@ pub enum BinFile {
 #[serde(deny_unknown_fields)]
 pub struct SinksFile {
     pub console: Option<ConsoleFile>,
+    pub kafka_rest: Option<KafkaRestFile>,
+    pub graphite: Option<GraphiteFile>,
+    pub backstop: Option<BackstopFile>,
+    /// The failure hook: a command and its arguments, run without a shell.
+    pub on_failure: Option<Vec<String>>,
+    pub on_failure_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +140,19 @@ pub struct Config {
     pub server: ServerConfig,
     pub aggregate: AggregateConfig,
     pub console: Option<ConsoleFormat>,
+    pub kafka_rest: Option<KafkaRestConfig>,
+    pub graphite: Option<GraphiteConfig>,
+    pub backstop: Option<BackstopConfig>,
+    /// `sinks.on_failure`: run when a sink's flush fails (at most once per interval per sink).
+    pub on_failure: Option<FailureHook>,
+}
+
+/// The failure hook: `command[0]` run with `command[1..]` as arguments (no shell), with
+/// `KSTATSD_SINK` and `KSTATSD_ERROR` in its environment; killed after `timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureHook {
+    pub command: Vec<String>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +165,28 @@ pub struct ServerConfig {
     pub pin_ingest_core: Option<usize>,
     pub pin_flush_core: Option<usize>,
     pub shutdown_timeout: Duration,
+    /// Newline-framed TCP listeners.
+    pub tcp: Vec<SocketAddr>,
+    /// Unix datagram socket files (one or more lines per datagram, as UDP).
+    pub unix_dgram: Vec<PathBuf>,
+    /// Unix stream socket files (newline framed, as TCP).
+    pub unix_stream: Vec<PathBuf>,
+    /// Permission bits of the socket files.
+    pub unix_mode: u32,
+    /// UDP listeners where every line is a pystatsd JSON message.
+    pub json_udp: Vec<SocketAddr>,
+    /// The management port; `None` when off.
+    pub admin: Option<SocketAddr>,
+    /// Whether `del*` and `health down|up` are accepted on the management port.
+    pub admin_allow_mutations: bool,
+    /// Longest line accepted on a stream (TCP, Unix stream); longer ones are dropped and counted.
+    pub max_line_bytes: usize,
+    /// Stream connections (TCP and Unix stream) open at once; more are refused and counted.
+    pub max_tcp_connections: usize,
+    /// A stream connection silent this long is closed; `None`: never.
+    pub tcp_idle_timeout: Option<Duration>,
+    /// `--debug-dump`: print every metric whose name matches this regex to stderr.
+    pub debug_dump: Option<String>,
 }
 
 /// How long the ingest loop keeps spinning on empty sockets before it parks in `epoll_wait`.
@@ -222,7 +274,24 @@ pub struct Overrides {
     pub max_tags: Option<usize>,
     pub max_series: Option<usize>,
     pub max_set_members: Option<usize>,
+    pub tcp: Option<Vec<String>>,
+    pub unix_dgram: Option<Vec<String>>,
+    pub unix_stream: Option<Vec<String>>,
+    pub unix_mode: Option<String>,
+    pub json_udp: Option<Vec<String>>,
+    pub admin: Option<String>,
+    pub admin_allow_mutations: Option<bool>,
+    pub max_line_bytes: Option<String>,
+    pub max_tcp_connections: Option<usize>,
+    pub tcp_idle_timeout: Option<String>,
+    pub debug_dump: Option<String>,
+    /// A TOML array, e.g. `["send_nsca", "-H", "nagios"]`.
+    pub on_failure: Option<String>,
+    pub on_failure_timeout: Option<String>,
     pub console: Option<String>,
+    pub kafka_rest: KafkaRestOverrides,
+    pub graphite: GraphiteOverrides,
+    pub backstop: BackstopOverrides,
 }
 
 impl Config {
@@ -275,6 +344,8 @@ impl Config {
         };
         let shutdown_timeout =
             pick_duration(&ov.shutdown_timeout, &s.shutdown_timeout, "5s", "server.shutdown_timeout")?;
+        let inputs = Inputs::build(s, ov)?;
+        let on_failure = FailureHook::build(&file.sinks, ov)?;
 
         let flush_interval =
             pick_duration(&ov.flush_interval, &a.flush_interval, "10s", "aggregate.flush_interval")?;
@@ -342,7 +413,13 @@ impl Config {
 
         let console_text =
             ov.console.clone().or_else(|| file.sinks.console.as_ref().and_then(|c| c.format.clone()));
+        let kafka_rest = KafkaRestConfig::build(file.sinks.kafka_rest.as_ref(), &ov.kafka_rest)?;
+        let graphite = GraphiteConfig::build(file.sinks.graphite.as_ref(), &ov.graphite)?;
+        let backstop = BackstopConfig::build(file.sinks.backstop.as_ref(), &ov.backstop)?;
+        // The console is the default sink only when no other sink is configured.
+        let other_sinks = kafka_rest.is_some() || graphite.is_some() || backstop.is_some();
         let console = match console_text.as_deref() {
+            None if other_sinks => None,
             None | Some("json") => Some(ConsoleFormat::Json),
             Some("text") => Some(ConsoleFormat::Text),
             Some("off") => None,
@@ -359,15 +436,47 @@ impl Config {
                 pin_ingest_core: ov.pin_ingest_core.or(s.pin_ingest_core),
                 pin_flush_core: ov.pin_flush_core.or(s.pin_flush_core),
                 shutdown_timeout,
+                tcp: inputs.tcp,
+                unix_dgram: inputs.unix_dgram,
+                unix_stream: inputs.unix_stream,
+                unix_mode: inputs.unix_mode,
+                json_udp: inputs.json_udp,
+                admin: inputs.admin,
+                admin_allow_mutations: inputs.admin_allow_mutations,
+                max_line_bytes: inputs.max_line_bytes,
+                max_tcp_connections: inputs.max_tcp_connections,
+                tcp_idle_timeout: inputs.tcp_idle_timeout,
+                debug_dump: inputs.debug_dump,
             },
             aggregate,
             console,
+            kafka_rest,
+            graphite,
+            backstop,
+            on_failure,
         })
     }
 
     /// The effective configuration as TOML, for `--check-config` and the admin `config` command.
-    /// (No option holds a secret yet; sink credentials will be redacted here.)
+    /// Sink credentials (passwords, user names, credentials in URLs) are redacted.
     pub fn to_toml(&self) -> String {
+        let mut out = self.core_toml();
+        if let Some(k) = &self.kafka_rest {
+            out.push('\n');
+            out.push_str(&k.to_toml());
+        }
+        if let Some(g) = &self.graphite {
+            out.push('\n');
+            out.push_str(&g.to_toml());
+        }
+        if let Some(b) = &self.backstop {
+            out.push('\n');
+            out.push_str(&b.to_toml());
+        }
+        out
+    }
+
+    fn core_toml(&self) -> String {
         let (s, a) = (&self.server, &self.aggregate);
         let list = |v: &[String]| v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ");
         let udp: Vec<String> = s.udp.iter().map(|a| a.to_string()).collect();
@@ -397,13 +506,13 @@ impl Config {
             .collect();
         format!(
             "[server]\nudp = [{}]\nrecv_buffer = {}\nrecv_batch = {}\nmax_datagram = {}\nbusy_poll = {:?}\n\
-             {}\n{}\nshutdown_timeout = \"{}ms\"\n\n\
+             {}\n{}\nshutdown_timeout = \"{}ms\"\n{}\n\
              [aggregate]\nflush_interval = \"{}ms\"\npercentiles = [{}]\nhistograms = [{}]\n\
              legacy_namespace = {}\nglobal_prefix = {:?}\nprefix_counter = {:?}\nprefix_timer = {:?}\n\
              prefix_gauge = {:?}\nprefix_set = {:?}\nglobal_suffix = {:?}\nmeta_prefix = {:?}\n\
              delete_counters = {}\ndelete_timers = {}\ndelete_sets = {}\ndelete_gauges = {}\n\
              {}\ncounter_rates = {}\nsanitize_keys = {}\nmax_name_bytes = {}\n\
-             max_tags = {}\nmax_series = {}\nmax_set_members = {}\n\n[sinks.console]\nformat = {:?}\n",
+             max_tags = {}\nmax_series = {}\nmax_set_members = {}\n\n{}[sinks.console]\nformat = {:?}\n",
             list(&udp),
             s.recv_buffer,
             s.recv_batch,
@@ -412,6 +521,7 @@ impl Config {
             opt("pin_ingest_core", s.pin_ingest_core.map(|v| v as u64)),
             opt("pin_flush_core", s.pin_flush_core.map(|v| v as u64)),
             s.shutdown_timeout.as_millis(),
+            inputs_toml(s),
             a.flush_interval.as_millis(),
             pcts.join(", "),
             hists.join(", "),
@@ -434,11 +544,785 @@ impl Config {
             a.limits.key.max_tags,
             a.limits.max_series,
             a.limits.max_set_members,
+            FailureHook::to_toml(&self.on_failure),
             match self.console {
                 Some(ConsoleFormat::Json) => "json",
                 Some(ConsoleFormat::Text) => "text",
                 None => "off",
             },
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs besides UDP (`[server]` tcp, unix_*, json_udp, admin, stream limits, debug dump) and
+// the failure hook (`[sinks]` on_failure)
+// ---------------------------------------------------------------------------------------------
+
+/// The input keys of `[server]`, validated (their defaults are here).
+struct Inputs {
+    tcp: Vec<SocketAddr>,
+    unix_dgram: Vec<PathBuf>,
+    unix_stream: Vec<PathBuf>,
+    unix_mode: u32,
+    json_udp: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    admin_allow_mutations: bool,
+    max_line_bytes: usize,
+    max_tcp_connections: usize,
+    tcp_idle_timeout: Option<Duration>,
+    debug_dump: Option<String>,
+}
+
+impl Inputs {
+    fn build(s: &ServerFile, ov: &Overrides) -> Result<Inputs, ConfigError> {
+        let list = |o: &Option<Vec<String>>, f: &Option<Vec<String>>| -> Vec<String> {
+            let v = o.as_ref().or(f.as_ref()).cloned().unwrap_or_default();
+            v.iter()
+                .flat_map(|a| a.split(','))
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let addrs = |v: Vec<String>, what: &str| -> Result<Vec<SocketAddr>, ConfigError> {
+            v.iter()
+                .map(|a| {
+                    a.parse().map_err(|_| ConfigError(format!("{what}: `{a}` is not an IP:port address")))
+                })
+                .collect()
+        };
+        let tcp = addrs(list(&ov.tcp, &s.tcp), "server.tcp")?;
+        let json_udp = addrs(list(&ov.json_udp, &s.json_udp), "server.json_udp")?;
+        let unix_dgram: Vec<PathBuf> =
+            list(&ov.unix_dgram, &s.unix_dgram).into_iter().map(PathBuf::from).collect();
+        let unix_stream: Vec<PathBuf> =
+            list(&ov.unix_stream, &s.unix_stream).into_iter().map(PathBuf::from).collect();
+        let mode_text = ov.unix_mode.as_deref().or(s.unix_mode.as_deref()).unwrap_or("0666");
+        let digits = mode_text.trim().trim_start_matches("0o");
+        let unix_mode = u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
+            ConfigError(format!("server.unix_mode: `{mode_text}` is not an octal mode such as \"0660\""))
+        })?;
+        let admin = match ov.admin.as_deref().or(s.admin.as_deref()).map(str::trim) {
+            None | Some("") | Some("off") => None,
+            Some(a) => Some(match a.parse::<u16>() {
+                // A bare port binds loopback.
+                Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+                Err(_) => a.parse().map_err(|_| {
+                    ConfigError(format!("server.admin: `{a}` is not an IP:port address, a port, or \"off\""))
+                })?,
+            }),
+        };
+        let max_line_bytes =
+            pick_size(&ov.max_line_bytes, s.max_line_bytes, 8 << 10, "server.max_line_bytes")?;
+        if !(16..=(16 << 20)).contains(&max_line_bytes) {
+            return err("server.max_line_bytes must be between 16 bytes and 16MiB");
+        }
+        let max_tcp_connections = ov.max_tcp_connections.or(s.max_tcp_connections).unwrap_or(1000);
+        if !(1..=1_000_000).contains(&max_tcp_connections) {
+            return err("server.max_tcp_connections must be between 1 and 1000000");
+        }
+        let idle = pick_duration(&ov.tcp_idle_timeout, &s.tcp_idle_timeout, "5m", "server.tcp_idle_timeout")?;
+        let debug_dump = ov.debug_dump.clone().or_else(|| s.debug_dump.clone());
+        if let Some(re) = &debug_dump {
+            regex::bytes::Regex::new(re).map_err(|e| ConfigError(format!("server.debug_dump: {e}")))?;
+        }
+        Ok(Inputs {
+            tcp,
+            unix_dgram,
+            unix_stream,
+            unix_mode,
+            json_udp,
+            admin,
+            admin_allow_mutations: ov.admin_allow_mutations.or(s.admin_allow_mutations).unwrap_or(true),
+            max_line_bytes,
+            max_tcp_connections,
+            tcp_idle_timeout: (!idle.is_zero()).then_some(idle),
+            debug_dump,
+        })
+    }
+}
+
+/// The `[server]` lines for the inputs above, for `to_toml`.
+fn inputs_toml(s: &ServerConfig) -> String {
+    let quoted = |v: Vec<String>| v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ");
+    let paths = |v: &[PathBuf]| quoted(v.iter().map(|p| p.display().to_string()).collect());
+    let addrs = |v: &[SocketAddr]| quoted(v.iter().map(|a| a.to_string()).collect());
+    format!(
+        "tcp = [{}]\nunix_dgram = [{}]\nunix_stream = [{}]\nunix_mode = \"{:04o}\"\njson_udp = [{}]\n{}\n\
+         admin_allow_mutations = {}\nmax_line_bytes = {}\nmax_tcp_connections = {}\ntcp_idle_timeout = \"{}ms\"\n{}",
+        addrs(&s.tcp),
+        paths(&s.unix_dgram),
+        paths(&s.unix_stream),
+        s.unix_mode,
+        addrs(&s.json_udp),
+        match s.admin {
+            Some(a) => format!("admin = \"{a}\""),
+            None => "# admin is off".into(),
+        },
+        s.admin_allow_mutations,
+        s.max_line_bytes,
+        s.max_tcp_connections,
+        s.tcp_idle_timeout.map_or(0, |d| d.as_millis()),
+        match &s.debug_dump {
+            Some(re) => format!("debug_dump = {re:?}"),
+            None => "# debug_dump is off".into(),
+        },
+    )
+}
+
+impl FailureHook {
+    fn build(f: &SinksFile, ov: &Overrides) -> Result<Option<FailureHook>, ConfigError> {
+        let command = match &ov.on_failure {
+            Some(text) => {
+                #[derive(Deserialize)]
+                struct Wrap {
+                    c: Vec<String>,
+                }
+                toml::from_str::<Wrap>(&format!("c = {text}")).map(|w| w.c).map_err(|e| {
+                    ConfigError(format!(
+                        "--on-failure: {} (expected a TOML array, e.g. [\"/usr/local/bin/notify\", \"--urgent\"])",
+                        e.message()
+                    ))
+                })?
+            }
+            None => f.on_failure.clone().unwrap_or_default(),
+        };
+        let timeout =
+            pick_duration(&ov.on_failure_timeout, &f.on_failure_timeout, "10s", "sinks.on_failure_timeout")?;
+        if command.is_empty() {
+            return Ok(None);
+        }
+        if command[0].is_empty() {
+            return err("sinks.on_failure: the command (first element) is empty");
+        }
+        if timeout < Duration::from_millis(1) {
+            return err("sinks.on_failure_timeout must be at least 1ms");
+        }
+        Ok(Some(FailureHook { command, timeout }))
+    }
+
+    /// The `[sinks]` table for `to_toml` (empty when there is no hook).
+    fn to_toml(hook: &Option<FailureHook>) -> String {
+        match hook {
+            Some(h) => format!(
+                "[sinks]\non_failure = [{}]\non_failure_timeout = \"{}ms\"\n\n",
+                h.command.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", "),
+                h.timeout.as_millis()
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Kafka REST Proxy sink: `[sinks.kafka_rest]` (its defaults are in `KafkaRestConfig::build`)
+// ---------------------------------------------------------------------------------------------
+
+/// A string that may hold a credential (a password, a URL with `user:password@`): its `Debug`
+/// never shows it, so neither does any `{:?}` of a config.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaRestFile {
+    pub url: Option<Secret>,
+    pub topic: Option<String>,
+    pub format: Option<String>,
+    pub content_type: Option<String>,
+    pub key: Option<String>,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+    pub timeout: Option<String>,
+    pub max_record_bytes: Option<Size>,
+    pub max_request_bytes: Option<Size>,
+    pub max_queue_bytes: Option<Size>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+}
+
+/// Flags and `KSTATSD_KAFKA_…` variables for `[sinks.kafka_rest]`.
+#[derive(Debug, Default, Clone)]
+pub struct KafkaRestOverrides {
+    pub url: Option<Secret>,
+    pub topic: Option<String>,
+    pub format: Option<String>,
+    pub content_type: Option<String>,
+    pub key: Option<String>,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+    pub timeout: Option<String>,
+    pub max_record_bytes: Option<String>,
+    pub max_request_bytes: Option<String>,
+    pub max_queue_bytes: Option<String>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaRestConfig {
+    /// The proxy's base URL, without credentials.
+    pub url: crate::sink::kafka_rest::ProxyUrl,
+    pub topic: String,
+    pub format: KafkaFormat,
+    pub content_type: KafkaContentType,
+    pub key: RecordKey,
+    /// Basic auth, from the fields or from the URL (the fields win).
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+    /// Bound on one request, connect to last byte of the answer.
+    pub timeout: Duration,
+    /// Largest record value; a larger flush is split into several records.
+    pub max_record_bytes: usize,
+    /// Largest request body; a flush of many records is split into several requests.
+    pub max_request_bytes: usize,
+    /// Bound on the unsent payloads; the oldest is dropped (and counted) when it is reached.
+    pub max_queue_bytes: usize,
+    /// First retry delay; it doubles up to `retry_backoff_max` (jittered; `Retry-After` wins).
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+}
+
+/// `flat`: one JSON object per flush (statsd-kafka-backend's shape). `tagged`: one per series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaFormat {
+    Flat,
+    Tagged,
+}
+
+/// The REST Proxy embedded formats kstatsd can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaContentType {
+    /// `application/vnd.kafka.json.v2+json` (the default).
+    JsonV2,
+    /// `application/vnd.kafka.json.v1+json`: what statsd-kafka-backend sent; gone since
+    /// Confluent Platform 6.0.
+    JsonV1,
+    /// `application/vnd.kafka.binary.v2+json`: key and value base64-encoded.
+    BinaryV2,
+}
+
+impl KafkaContentType {
+    const ALL: [KafkaContentType; 3] =
+        [KafkaContentType::JsonV2, KafkaContentType::JsonV1, KafkaContentType::BinaryV2];
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            KafkaContentType::JsonV2 => "application/vnd.kafka.json.v2+json",
+            KafkaContentType::JsonV1 => "application/vnd.kafka.json.v1+json",
+            KafkaContentType::BinaryV2 => "application/vnd.kafka.binary.v2+json",
+        }
+    }
+
+    /// The `Accept` header that goes with it.
+    pub fn accept(self) -> &'static str {
+        match self {
+            KafkaContentType::JsonV1 => "application/vnd.kafka.v1+json, application/json",
+            _ => "application/vnd.kafka.v2+json, application/json",
+        }
+    }
+}
+
+/// The Kafka record key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordKey {
+    /// This host's name (the default): one host's records stay in order in one partition.
+    Hostname,
+    None,
+    Fixed(String),
+}
+
+impl KafkaRestConfig {
+    /// Validates `[sinks.kafka_rest]` and its overrides; `None` when no URL is given anywhere.
+    pub fn build(
+        file: Option<&KafkaRestFile>,
+        ov: &KafkaRestOverrides,
+    ) -> Result<Option<KafkaRestConfig>, ConfigError> {
+        const W: &str = "sinks.kafka_rest";
+        let empty = KafkaRestFile::default();
+        let f = file.unwrap_or(&empty);
+        let Some(url_text) = ov.url.as_ref().or(f.url.as_ref()) else {
+            if file.is_some() {
+                return err(format!("{W}.url is required (or --kafka-rest URL)"));
+            }
+            let given = [
+                ("--kafka-topic", ov.topic.is_some()),
+                ("--kafka-format", ov.format.is_some()),
+                ("--kafka-content-type", ov.content_type.is_some()),
+                ("--kafka-key", ov.key.is_some()),
+                ("--kafka-username", ov.username.is_some()),
+                ("--kafka-password", ov.password.is_some()),
+                ("--kafka-timeout", ov.timeout.is_some()),
+                ("--kafka-max-record-bytes", ov.max_record_bytes.is_some()),
+                ("--kafka-max-request-bytes", ov.max_request_bytes.is_some()),
+                ("--kafka-max-queue-bytes", ov.max_queue_bytes.is_some()),
+                ("--kafka-retry-backoff", ov.retry_backoff.is_some()),
+                ("--kafka-retry-backoff-max", ov.retry_backoff_max.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                return err(format!(
+                    "{flag} (or its KSTATSD_KAFKA_… variable) is set but no Kafka REST Proxy URL is: \
+                     add --kafka-rest URL or {W}.url"
+                ));
+            }
+            return Ok(None);
+        };
+        let (url, creds) = crate::sink::kafka_rest::ProxyUrl::parse(&url_text.0)
+            .map_err(|e| ConfigError(format!("{W}.url {e}")))?;
+
+        let topic = ov
+            .topic
+            .clone()
+            .or_else(|| f.topic.clone())
+            .ok_or_else(|| ConfigError(format!("{W}.topic is required (or --kafka-topic TOPIC)")))?;
+        if topic.is_empty()
+            || topic.len() > 249
+            || topic == "."
+            || topic == ".."
+            || !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return err(format!(
+                "{W}.topic: `{topic}` is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
+            ));
+        }
+        let format = match ov.format.as_deref().or(f.format.as_deref()).unwrap_or("flat") {
+            "flat" => KafkaFormat::Flat,
+            "tagged" => KafkaFormat::Tagged,
+            other => return err(format!("{W}.format: `{other}` is not flat or tagged")),
+        };
+        let ct_text = ov
+            .content_type
+            .as_deref()
+            .or(f.content_type.as_deref())
+            .unwrap_or(KafkaContentType::JsonV2.media_type());
+        let content_type = KafkaContentType::ALL
+            .into_iter()
+            .find(|c| c.media_type().eq_ignore_ascii_case(ct_text.trim()))
+            .ok_or_else(|| {
+                let all: Vec<&str> = KafkaContentType::ALL.iter().map(|c| c.media_type()).collect();
+                ConfigError(format!("{W}.content_type: `{ct_text}` is not one of {}", all.join(", ")))
+            })?;
+        let key = match ov.key.as_deref().or(f.key.as_deref()).unwrap_or("hostname") {
+            "hostname" => RecordKey::Hostname,
+            "none" => RecordKey::None,
+            "" => return err(format!("{W}.key must not be empty (use \"none\" for no key)")),
+            k => RecordKey::Fixed(k.to_string()),
+        };
+        let username = ov.username.clone().or_else(|| f.username.clone()).or(creds.username.map(Secret));
+        let password = ov.password.clone().or_else(|| f.password.clone()).or(creds.password.map(Secret));
+        if password.is_some() && username.is_none() {
+            return err(format!("{W}: a password is set but no username"));
+        }
+        if username.as_ref().is_some_and(|u| u.0.contains(':')) {
+            return err(format!("{W}.username must not contain `:` (basic auth)"));
+        }
+
+        let timeout = pick_duration(&ov.timeout, &f.timeout, "5s", &format!("{W}.timeout"))?;
+        if timeout.is_zero() {
+            return err(format!("{W}.timeout must be above 0"));
+        }
+        let max_record_bytes =
+            pick_size(&ov.max_record_bytes, f.max_record_bytes, 900 << 10, &format!("{W}.max_record_bytes"))?;
+        if !(1024..=(64 << 20)).contains(&max_record_bytes) {
+            return err(format!("{W}.max_record_bytes must be between 1KiB and 64MiB"));
+        }
+        // One record of max_record_bytes, encoded (base64 for the binary type), with its key and
+        // the request's own brackets, must fit in a request.
+        let encoded = match content_type {
+            KafkaContentType::BinaryV2 => max_record_bytes.div_ceil(3) * 4,
+            _ => max_record_bytes,
+        };
+        let key_len = match &key {
+            RecordKey::Fixed(k) => k.len() * 6,
+            _ => 1024,
+        };
+        let min_request = encoded + key_len + 64;
+        let max_request_bytes = pick_size(
+            &ov.max_request_bytes,
+            f.max_request_bytes,
+            (4u64 << 20).max(min_request as u64),
+            &format!("{W}.max_request_bytes"),
+        )?;
+        if max_request_bytes < min_request || max_request_bytes > (256 << 20) {
+            return err(format!(
+                "{W}.max_request_bytes must be between {min_request} bytes (one record of \
+                 max_record_bytes, encoded, with its key) and 256MiB"
+            ));
+        }
+        let max_queue_bytes =
+            pick_size(&ov.max_queue_bytes, f.max_queue_bytes, 64 << 20, &format!("{W}.max_queue_bytes"))?;
+        if max_queue_bytes < max_request_bytes {
+            return err(format!(
+                "{W}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
+            ));
+        }
+        let retry_backoff =
+            pick_duration(&ov.retry_backoff, &f.retry_backoff, "100ms", &format!("{W}.retry_backoff"))?;
+        let retry_backoff_max = pick_duration(
+            &ov.retry_backoff_max,
+            &f.retry_backoff_max,
+            "30s",
+            &format!("{W}.retry_backoff_max"),
+        )?;
+        if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
+            return err(format!("{W}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
+        }
+        Ok(Some(KafkaRestConfig {
+            url,
+            topic,
+            format,
+            content_type,
+            key,
+            username,
+            password,
+            timeout,
+            max_record_bytes,
+            max_request_bytes,
+            max_queue_bytes,
+            retry_backoff,
+            retry_backoff_max,
+        }))
+    }
+
+    /// The section as TOML, credentials redacted.
+    pub fn to_toml(&self) -> String {
+        let secret = |key: &str, s: &Option<Secret>| match s {
+            Some(_) => format!("{key} = \"<redacted>\""),
+            None => format!("# {key} is unset"),
+        };
+        format!(
+            "[sinks.kafka_rest]\nurl = {:?}\ntopic = {:?}\nformat = {:?}\ncontent_type = {:?}\nkey = {:?}\n\
+             {}\n{}\ntimeout = \"{}ms\"\nmax_record_bytes = {}\nmax_request_bytes = {}\nmax_queue_bytes = {}\n\
+             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n",
+            self.url.base(),
+            self.topic,
+            match self.format {
+                KafkaFormat::Flat => "flat",
+                KafkaFormat::Tagged => "tagged",
+            },
+            self.content_type.media_type(),
+            match &self.key {
+                RecordKey::Hostname => "hostname",
+                RecordKey::None => "none",
+                RecordKey::Fixed(k) => k,
+            },
+            secret("username", &self.username),
+            secret("password", &self.password),
+            self.timeout.as_millis(),
+            self.max_record_bytes,
+            self.max_request_bytes,
+            self.max_queue_bytes,
+            self.retry_backoff.as_millis(),
+            self.retry_backoff_max.as_millis(),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Graphite and Backstop sinks: `[sinks.graphite]`, `[sinks.backstop]` (their defaults are in
+// `GraphiteConfig::build` and `BackstopConfig::build`)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphiteFile {
+    /// `host:port` (`[v6]:port`); or `host` and `port` apart (the deviantART fork's names).
+    pub address: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    pub timeout: Option<String>,
+    pub max_queue_bytes: Option<Size>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+}
+
+/// Flags and `KSTATSD_GRAPHITE_…` variables for `[sinks.graphite]`.
+#[derive(Debug, Default, Clone)]
+pub struct GraphiteOverrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    pub timeout: Option<String>,
+    pub max_queue_bytes: Option<String>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+}
+
+/// Carbon's two TCP receivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphiteProtocol {
+    /// `name value timestamp\n` lines (carbon's port 2003).
+    Plaintext,
+    /// Length-prefixed pickle frames (carbon's port 2004).
+    Pickle,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphiteConfig {
+    /// Host name or IP (without brackets); resolved at each connection.
+    pub host: String,
+    pub port: u16,
+    pub protocol: GraphiteProtocol,
+    /// Bound on connecting and on writing one flush.
+    pub timeout: Duration,
+    /// Bound on the unsent flushes; the oldest is dropped (and counted) past it.
+    pub max_queue_bytes: usize,
+    /// First wait after a failed attempt; it doubles up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+}
+
+impl GraphiteConfig {
+    /// `host:port`, with brackets around an IPv6 host.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Validates `[sinks.graphite]` and its overrides; `None` when neither the section nor any
+    /// `--graphite-…` flag (or variable) is given.
+    pub fn build(
+        file: Option<&GraphiteFile>,
+        ov: &GraphiteOverrides,
+    ) -> Result<Option<GraphiteConfig>, ConfigError> {
+        const W: &str = "sinks.graphite";
+        let GraphiteOverrides {
+            host,
+            port,
+            protocol,
+            timeout,
+            max_queue_bytes,
+            retry_backoff,
+            retry_backoff_max,
+        } = ov;
+        let any_override = host.is_some()
+            || port.is_some()
+            || protocol.is_some()
+            || timeout.is_some()
+            || max_queue_bytes.is_some()
+            || retry_backoff.is_some()
+            || retry_backoff_max.is_some();
+        if file.is_none() && !any_override {
+            return Ok(None);
+        }
+        let empty = GraphiteFile::default();
+        let f = file.unwrap_or(&empty);
+        let protocol = match protocol.as_deref().or(f.protocol.as_deref()).unwrap_or("plaintext") {
+            "plaintext" | "line" => GraphiteProtocol::Plaintext,
+            "pickle" => GraphiteProtocol::Pickle,
+            other => return err(format!("{W}.protocol: `{other}` is not plaintext or pickle")),
+        };
+        if f.address.is_some() && (f.host.is_some() || f.port.is_some()) {
+            return err(format!("{W}: give either address, or host and port, not both"));
+        }
+        let (file_host, file_port) = match &f.address {
+            Some(a) => split_host_port(a).map_err(|e| ConfigError(format!("{W}.address: {e}")))?,
+            None => (f.host.clone(), f.port),
+        };
+        let default_port = match protocol {
+            GraphiteProtocol::Plaintext => 2003,
+            GraphiteProtocol::Pickle => 2004,
+        };
+        let host = host.clone().or(file_host).unwrap_or_else(|| "127.0.0.1".into());
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+            return err(format!("{W}.host: `{host}` is not a host name or IP address"));
+        }
+        let port = port.or(file_port).unwrap_or(default_port);
+        if port == 0 {
+            return err(format!("{W}.port must not be 0"));
+        }
+        let timeout = pick_duration(timeout, &f.timeout, "10s", &format!("{W}.timeout"))?;
+        if timeout < Duration::from_millis(1) {
+            return err(format!("{W}.timeout must be at least 1ms"));
+        }
+        let max_queue_bytes =
+            pick_size(max_queue_bytes, f.max_queue_bytes, 64 << 20, &format!("{W}.max_queue_bytes"))?;
+        if max_queue_bytes < 1024 {
+            return err(format!("{W}.max_queue_bytes must be at least 1KiB"));
+        }
+        let retry_backoff =
+            pick_duration(retry_backoff, &f.retry_backoff, "100ms", &format!("{W}.retry_backoff"))?;
+        let retry_backoff_max =
+            pick_duration(retry_backoff_max, &f.retry_backoff_max, "10s", &format!("{W}.retry_backoff_max"))?;
+        if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
+            return err(format!("{W}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
+        }
+        Ok(Some(GraphiteConfig {
+            host,
+            port,
+            protocol,
+            timeout,
+            max_queue_bytes,
+            retry_backoff,
+            retry_backoff_max,
+        }))
+    }
+
+    /// The section as TOML.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "[sinks.graphite]\naddress = {:?}\nprotocol = {:?}\ntimeout = \"{}ms\"\nmax_queue_bytes = {}\n\
+             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n",
+            self.address(),
+            match self.protocol {
+                GraphiteProtocol::Plaintext => "plaintext",
+                GraphiteProtocol::Pickle => "pickle",
+            },
+            self.timeout.as_millis(),
+            self.max_queue_bytes,
+            self.retry_backoff.as_millis(),
+            self.retry_backoff_max.as_millis(),
+        )
+    }
+}
+
+/// `host:port`, `[v6]:port`, or a bare `host` (port `None`).
+fn split_host_port(a: &str) -> Result<(Option<String>, Option<u16>), String> {
+    let a = a.trim();
+    let bad_port = |p: &str| format!("`{p}` is not a port number");
+    if let Some(rest) = a.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| format!("`{a}`: unclosed `[`"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((Some(host.to_string()), Some(p.parse().map_err(|_| bad_port(p))?))),
+            None if after.is_empty() => Ok((Some(host.to_string()), None)),
+            None => Err(format!("`{a}` is not host:port")),
+        };
+    }
+    match a.split_once(':') {
+        Some((_, rest)) if rest.contains(':') => {
+            Err(format!("`{a}`: write an IPv6 address in brackets, e.g. [::1]:2003"))
+        }
+        Some((host, p)) => Ok((Some(host.to_string()), Some(p.parse().map_err(|_| bad_port(p))?))),
+        None => Ok((Some(a.to_string()), None)),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackstopFile {
+    pub url: Option<Secret>,
+    pub timeout: Option<String>,
+    pub max_request_bytes: Option<Size>,
+    pub max_queue_bytes: Option<Size>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+}
+
+/// Flags and `KSTATSD_BACKSTOP_…` variables for `[sinks.backstop]`.
+#[derive(Debug, Default, Clone)]
+pub struct BackstopOverrides {
+    pub url: Option<Secret>,
+    pub timeout: Option<String>,
+    pub max_request_bytes: Option<String>,
+    pub max_queue_bytes: Option<String>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackstopConfig {
+    /// The publish URL; credentials kept apart and never printed.
+    pub url: crate::sink::backstop::PublishUrl,
+    /// Bound on one POST, connect to the last byte of the answer.
+    pub timeout: Duration,
+    /// Largest request body; a larger flush is split into several POSTs.
+    pub max_request_bytes: usize,
+    /// Bound on the unsent bodies; the oldest is dropped (and counted) past it.
+    pub max_queue_bytes: usize,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+}
+
+impl BackstopConfig {
+    /// Validates `[sinks.backstop]` and its overrides; `None` when neither the section nor any
+    /// `--backstop-…` flag (or variable) is given.
+    pub fn build(
+        file: Option<&BackstopFile>,
+        ov: &BackstopOverrides,
+    ) -> Result<Option<BackstopConfig>, ConfigError> {
+        const W: &str = "sinks.backstop";
+        let BackstopOverrides {
+            url,
+            timeout,
+            max_request_bytes,
+            max_queue_bytes,
+            retry_backoff,
+            retry_backoff_max,
+        } = ov;
+        let any_override = url.is_some()
+            || timeout.is_some()
+            || max_request_bytes.is_some()
+            || max_queue_bytes.is_some()
+            || retry_backoff.is_some()
+            || retry_backoff_max.is_some();
+        if file.is_none() && !any_override {
+            return Ok(None);
+        }
+        let empty = BackstopFile::default();
+        let f = file.unwrap_or(&empty);
+        let url = url
+            .as_ref()
+            .or(f.url.as_ref())
+            .ok_or_else(|| ConfigError(format!("{W}.url is required (or --backstop-url URL)")))?;
+        let url = crate::sink::backstop::PublishUrl::parse(&url.0)
+            .map_err(|e| ConfigError(format!("{W}.url {e}")))?;
+        let timeout = pick_duration(timeout, &f.timeout, "10s", &format!("{W}.timeout"))?;
+        if timeout < Duration::from_millis(1) {
+            return err(format!("{W}.timeout must be at least 1ms"));
+        }
+        let max_request_bytes =
+            pick_size(max_request_bytes, f.max_request_bytes, 1 << 20, &format!("{W}.max_request_bytes"))?;
+        if !(1024..=(64 << 20)).contains(&max_request_bytes) {
+            return err(format!("{W}.max_request_bytes must be between 1KiB and 64MiB"));
+        }
+        let max_queue_bytes =
+            pick_size(max_queue_bytes, f.max_queue_bytes, 64 << 20, &format!("{W}.max_queue_bytes"))?;
+        if max_queue_bytes < max_request_bytes {
+            return err(format!(
+                "{W}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
+            ));
+        }
+        let retry_backoff =
+            pick_duration(retry_backoff, &f.retry_backoff, "100ms", &format!("{W}.retry_backoff"))?;
+        let retry_backoff_max =
+            pick_duration(retry_backoff_max, &f.retry_backoff_max, "10s", &format!("{W}.retry_backoff_max"))?;
+        if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
+            return err(format!("{W}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
+        }
+        Ok(Some(BackstopConfig {
+            url,
+            timeout,
+            max_request_bytes,
+            max_queue_bytes,
+            retry_backoff,
+            retry_backoff_max,
+        }))
+    }
+
+    /// The section as TOML, the URL's credentials redacted.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "[sinks.backstop]\nurl = {:?}\ntimeout = \"{}ms\"\nmax_request_bytes = {}\nmax_queue_bytes = {}\n\
+             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n",
+            self.url.to_string(),
+            self.timeout.as_millis(),
+            self.max_request_bytes,
+            self.max_queue_bytes,
+            self.retry_backoff.as_millis(),
+            self.retry_backoff_max.as_millis(),
         )
     }
 }
@@ -548,6 +1432,99 @@ mod tests {
     use super::*;
 
     #[test]
+    fn graphite_section_keys_and_flags() {
+        let build = |text: &str, ov: &Overrides| Config::build(parse_file(text).unwrap(), ov);
+        let none = Overrides::default();
+        let c = Config::defaults();
+        assert!(c.graphite.is_none() && c.backstop.is_none());
+        // The section alone turns the sink on, with its defaults, and the console off.
+        let c = build("[sinks.graphite]\n", &none).unwrap();
+        let g = c.graphite.clone().unwrap();
+        assert_eq!((g.address(), g.protocol), ("127.0.0.1:2003".into(), GraphiteProtocol::Plaintext));
+        assert_eq!((g.timeout, g.max_queue_bytes), (Duration::from_secs(10), 64 << 20));
+        assert_eq!(c.console, None);
+        assert_eq!(build(&c.to_toml(), &none).unwrap(), c);
+        let g = build("[sinks.graphite]\nprotocol = \"pickle\"", &none).unwrap().graphite.unwrap();
+        assert_eq!(g.address(), "127.0.0.1:2004");
+        // The deviantART flags: --graphite-port replaces the port of the file's address.
+        let ov = Overrides {
+            graphite: GraphiteOverrides { port: Some(2113), ..GraphiteOverrides::default() },
+            ..Overrides::default()
+        };
+        let g = build("[sinks.graphite]\naddress = \"carbon.example:2013\"", &ov).unwrap().graphite.unwrap();
+        assert_eq!(g.address(), "carbon.example:2113");
+        let g = build("[sinks.graphite]\nhost = \"::1\"\nport = 2003", &none).unwrap().graphite.unwrap();
+        assert_eq!(g.address(), "[::1]:2003");
+        let g = build("[sinks.graphite]\naddress = \"[::1]\"", &none).unwrap().graphite.unwrap();
+        assert_eq!(g.address(), "[::1]:2003");
+        // A flag alone turns it on; an explicit console stays on.
+        let ov = Overrides {
+            graphite: GraphiteOverrides { host: Some("carbon".into()), ..GraphiteOverrides::default() },
+            ..Overrides::default()
+        };
+        let c = build("[sinks.console]\nformat = \"text\"", &ov).unwrap();
+        assert_eq!(
+            (c.graphite.unwrap().address(), c.console),
+            ("carbon:2003".into(), Some(ConsoleFormat::Text))
+        );
+        for (bad, says) in [
+            ("address = \"a:1\"\nhost = \"b\"", "not both"),
+            ("protocol = \"udp\"", "plaintext or pickle"),
+            ("address = \"a:b\"", "port number"),
+            ("address = \"::1:2003\"", "brackets"),
+            ("port = 0", "must not be 0"),
+            ("max_queue_bytes = 10", "at least 1KiB"),
+            ("retry_backoff = \"1s\"\nretry_backoff_max = \"10ms\"", "at most retry_backoff_max"),
+            ("hosts = \"a\"", "unknown field"),
+        ] {
+            let e = parse_file(&format!("[sinks.graphite]\n{bad}"))
+                .and_then(|f| Config::build(f, &none))
+                .expect_err(bad);
+            assert!(e.0.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn backstop_credentials_never_leave_the_config() {
+        let text = "[sinks.backstop]\nurl = \"https://bob:p%40ss@backstop.example:8443/publish/statsd\"";
+        let c = Config::build(parse_file(text).unwrap(), &Overrides::default()).unwrap();
+        let b = c.backstop.clone().unwrap();
+        assert_eq!(b.url.without_credentials(), "https://backstop.example:8443/publish/statsd");
+        assert_eq!((b.max_request_bytes, b.max_queue_bytes), (1 << 20, 64 << 20));
+        assert_eq!(c.console, None);
+        let toml = c.to_toml();
+        assert!(toml.contains("url = \"https://<redacted>@backstop.example:8443/publish/statsd\""), "{toml}");
+        for shown in [toml, format!("{c:?}")] {
+            assert!(
+                !shown.contains("p%40ss") && !shown.contains("p@ss") && !shown.contains("bob"),
+                "{shown}"
+            );
+        }
+        // The redacted TOML still reads back (with a placeholder user).
+        let again = Config::build(parse_file(&c.to_toml()).unwrap(), &Overrides::default()).unwrap();
+        let b2 = again.backstop.unwrap();
+        assert_eq!(b2.url.without_credentials(), b.url.without_credentials());
+        assert_eq!(
+            (b2.timeout, b2.max_request_bytes, b2.retry_backoff_max),
+            (b.timeout, b.max_request_bytes, b.retry_backoff_max)
+        );
+        // Errors about the URL never echo it.
+        let ov = Overrides {
+            backstop: BackstopOverrides {
+                url: Some(Secret("http://bob:hunter2@h/collectd".into())),
+                ..BackstopOverrides::default()
+            },
+            ..Overrides::default()
+        };
+        let e = Config::build(FileConfig::default(), &ov).unwrap_err();
+        assert!(e.0.contains("/publish/{name}") && !e.0.contains("hunter2"), "{e}");
+        let e =
+            Config::build(parse_file("[sinks.backstop]\ntimeout = \"1s\"").unwrap(), &Overrides::default())
+                .unwrap_err();
+        assert!(e.0.contains("sinks.backstop.url is required"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_the_documented_ones() {
         let c = Config::defaults();
         assert_eq!(c.server.udp, vec!["127.0.0.1:8125".parse::<SocketAddr>().unwrap()]);
@@ -625,6 +1602,40 @@ format = "json"              # json | text
         let c = Config::defaults();
         let again = Config::build(parse_file(&c.to_toml()).unwrap(), &Overrides::default()).unwrap();
         assert_eq!(c, again);
+    }
+
+    #[test]
+    fn inputs_admin_and_hook_keys() {
+        let build = |text: &str, ov: &Overrides| Config::build(parse_file(text).unwrap(), ov);
+        let text = "[server]\ntcp = [\"127.0.0.1:8125\"]\nunix_dgram = [\"/run/k/dsd.sock\"]\n\
+                    unix_stream = [\"/run/k/s.sock\"]\nunix_mode = \"0620\"\njson_udp = [\"127.0.0.1:5090\"]\n\
+                    admin = \"8126\"\nadmin_allow_mutations = false\nmax_line_bytes = \"1KiB\"\n\
+                    max_tcp_connections = 10\ntcp_idle_timeout = \"0\"\ndebug_dump = \"^api\\\\.\"\n\
+                    [sinks]\non_failure = [\"send_nsca\", \"-H\", \"nagios\"]\non_failure_timeout = \"2s\"\n";
+        let c = build(text, &Overrides::default()).unwrap();
+        let s = &c.server;
+        assert_eq!(s.admin, Some("127.0.0.1:8126".parse().unwrap()), "a bare port binds loopback");
+        assert_eq!((s.unix_mode, s.max_line_bytes, s.max_tcp_connections), (0o620, 1024, 10));
+        assert_eq!(s.tcp_idle_timeout, None, "0 never times out");
+        assert_eq!(s.debug_dump.as_deref(), Some("^api\\."));
+        let hook = c.on_failure.clone().unwrap();
+        assert_eq!((hook.command.len(), hook.timeout), (3, Duration::from_secs(2)));
+        // every key survives the effective config's round trip
+        assert_eq!(build(&c.to_toml(), &Overrides::default()).unwrap(), c);
+        let ov = Overrides {
+            admin: Some("off".into()),
+            on_failure: Some("[\"/bin/notify\", \"x y\"]".into()),
+            ..Overrides::default()
+        };
+        let c = build(text, &ov).unwrap();
+        assert_eq!(c.server.admin, None);
+        assert_eq!(c.on_failure.unwrap().command, vec!["/bin/notify", "x y"]);
+        let bad = |t: &str| build(t, &Overrides::default()).unwrap_err().0;
+        assert!(bad("[server]\nunix_mode = \"999\"").contains("octal"));
+        assert!(bad("[server]\nadmin = \"nope\"").contains("server.admin"));
+        assert!(bad("[server]\ndebug_dump = \"(\"").contains("server.debug_dump"));
+        assert!(bad("[server]\nmax_line_bytes = 1").contains("max_line_bytes"));
+        assert!(bad("[sinks]\non_failure = [\"\"]").contains("on_failure"));
     }
 
     #[test]

@@ -7,10 +7,12 @@ use crate::config::Config;
 use crate::flush::thread as flush_thread;
 use crate::net::{self, drops::KernelDrops};
 use crate::server::{Server, ServerParts};
+use crate::sink::backstop::Backstop;
+use crate::sink::graphite::Graphite;
+use crate::sink::kafka_rest::KafkaRest;
 use crate::sink::{Console, Sink};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -24,28 +26,39 @@ pub struct Daemon {
     pub wake: std::os::unix::net::UnixStream,
 }
 
-/// The sinks the config asks for (the console one, for now).
-pub fn configured_sinks(config: &Config) -> Vec<Box<dyn Sink>> {
+/// The sinks the config asks for. The network sinks start their worker threads here.
+pub fn configured_sinks(config: &Config) -> io::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(format) = config.console {
         sinks.push(Box::new(Console::stdout(format, config.aggregate.counter_rates)));
     }
-    sinks
+    if let Some(g) = &config.graphite {
+        sinks.push(Box::new(Graphite::start(g)?));
+    }
+    if let Some(b) = &config.backstop {
+        sinks.push(Box::new(Backstop::start(b)?));
+    }
+    if let Some(k) = &config.kafka_rest {
+        let a = &config.aggregate;
+        sinks.push(Box::new(KafkaRest::new(k, a.counter_rates, &a.meta_prefix)?));
+    }
+    Ok(sinks)
 }
 
 /// Binds every listener and starts the flush thread with `sinks`.
 pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
-    let mut sockets = Vec::new();
-    let mut udp = Vec::new();
-    for addr in &config.server.udp {
-        let bound = net::bind_udp(*addr, config.server.recv_buffer)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))?;
-        log::info!("udp listening on {} (receive buffer {} bytes)", bound.local, bound.recv_buffer);
-        udp.push(bound.local);
-        sockets.push(bound.socket);
+    let mut inputs = Vec::new();
+    for endpoint in net::Endpoint::all(&config.server) {
+        inputs.push(net::bind(&endpoint, &config.server)?);
     }
-    let fds: Vec<&dyn AsRawFd> = sockets.iter().map(|s| s as &dyn AsRawFd).collect();
-    let drops = KernelDrops::new(&fds);
+    let udp: Vec<SocketAddr> = inputs
+        .iter()
+        .filter_map(|b| match b {
+            net::Bound::Dgram { endpoint: net::Endpoint::Udp(_), local, .. } => local.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    let drops = KernelDrops::new(&net::udp_fds(&inputs));
 
     if sinks.is_empty() {
         log::warn!("no sink configured: flushes are computed and discarded");
@@ -59,6 +72,7 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         net::flush_core(config.server.pin_flush_core, config.server.pin_ingest_core),
         drops,
         config.server.shutdown_timeout,
+        config.on_failure.clone(),
     )?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -66,17 +80,13 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
     wake_read.set_nonblocking(true)?;
     wake.set_nonblocking(true)?;
     let server = Server::new(ServerParts {
-        udp: sockets,
-        recv_batch: config.server.recv_batch,
-        max_datagram: config.server.max_datagram,
+        config: config.clone(),
+        inputs,
         active: Box::new(Tables::new(limits)),
         flush,
-        interval: config.aggregate.flush_interval,
-        busy_poll: config.server.busy_poll,
         capture_packets,
         stop: Arc::clone(&stop),
         wake: mio::net::UnixStream::from_std(wake_read),
-        shutdown_timeout: config.server.shutdown_timeout,
     })?;
     Ok(Daemon { server, udp, stop, wake })
 }

@@ -1,6 +1,7 @@
 //! kstatsd: a StatsD-compatible metrics aggregation daemon.
 //!
-//! One ingest thread owns every socket. It pulls UDP datagrams in batches with `recvmmsg`,
+//! One ingest thread owns every socket (UDP, Unix datagram, TCP, Unix stream, the management
+//! port). It pulls datagrams in batches with `recvmmsg` and reads streams edge-triggered,
 //! busy-polling while traffic flows and parking in `epoll_wait` when idle, parses each line
 //! zero-copy ([`parse`]) and records it into interned hash tables ([`aggregate`]). At each flush
 //! deadline it swaps those tables with a spare and sends the full ones to the flush thread
@@ -11,14 +12,17 @@
 //! waits for a flush.
 //!
 //! Modules: [`config`] (file, flags, environment, validation), [`daemon`] (assembly), [`net`] (socket set-up, the
-//! `recvmmsg` batch, kernel drop counts), [`server`] (the ingest loop), [`parse`], [`aggregate`],
-//! [`flush`], [`sink`].
+//! `recvmmsg` batch, kernel drop counts, stream framing, Unix sockets, the management port),
+//! [`server`] (the ingest loop), [`parse`] (statsd lines, pystatsd JSON), [`aggregate`],
+//! [`flush`] (and the failure hook), [`sink`], [`dump`] (the debug dump), [`reload`] (SIGHUP).
 
 pub mod aggregate;
 pub mod config;
 pub mod daemon;
+pub mod dump;
 pub mod flush;
 pub mod net;
 pub mod parse;
+pub mod reload;
 pub mod server;
 pub mod sink;

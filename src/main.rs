@@ -2,7 +2,7 @@
 //! which becomes the ingest thread once everything is bound.
 
 use clap::Parser;
-use kstatsd::config::{Config, Overrides};
+use kstatsd::config::{BackstopOverrides, Config, GraphiteOverrides, KafkaRestOverrides, Overrides, Secret};
 use kstatsd::{daemon, net};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,45 @@ struct Cli {
     /// Bound on the final flush at SIGTERM/SIGINT [server.shutdown_timeout; default 5s].
     #[arg(long, env = "KSTATSD_SHUTDOWN_TIMEOUT")]
     shutdown_timeout: Option<String>,
+    /// TCP listen address, newline-framed lines (repeatable or comma-separated) [server.tcp].
+    #[arg(long, env = "KSTATSD_TCP", value_delimiter = ',')]
+    tcp: Option<Vec<String>>,
+    /// Unix datagram socket file, fed like UDP (repeatable or comma-separated) [server.unix_dgram].
+    #[arg(long, env = "KSTATSD_UNIX_DGRAM", value_delimiter = ',')]
+    unix_dgram: Option<Vec<String>>,
+    /// Unix stream socket file, fed like TCP (repeatable or comma-separated) [server.unix_stream].
+    #[arg(long, env = "KSTATSD_UNIX_STREAM", value_delimiter = ',')]
+    unix_stream: Option<Vec<String>>,
+    /// Permission bits of the Unix socket files, octal [server.unix_mode; default 0666].
+    #[arg(long, env = "KSTATSD_UNIX_MODE")]
+    unix_mode: Option<String>,
+    /// UDP listen address for pystatsd JSON messages (repeatable or comma-separated)
+    /// [server.json_udp].
+    #[arg(long, env = "KSTATSD_JSON_UDP", value_delimiter = ',')]
+    json_udp: Option<Vec<String>>,
+    /// Management port: IP:port, a bare port (loopback), or off; --admin alone is
+    /// 127.0.0.1:8126 [server.admin; default off].
+    #[arg(long, env = "KSTATSD_ADMIN", num_args = 0..=1, default_missing_value = "127.0.0.1:8126")]
+    admin: Option<String>,
+    /// Accept the mutating admin commands (del*, health up|down) [server.admin_allow_mutations;
+    /// default true].
+    #[arg(long, env = "KSTATSD_ADMIN_ALLOW_MUTATIONS")]
+    admin_allow_mutations: Option<bool>,
+    /// Longest line on a TCP / Unix stream connection; longer ones are dropped and counted
+    /// [server.max_line_bytes; default 8KiB].
+    #[arg(long, env = "KSTATSD_MAX_LINE_BYTES")]
+    max_line_bytes: Option<String>,
+    /// Stream connections open at once; more are refused and counted
+    /// [server.max_tcp_connections; default 1000].
+    #[arg(long, env = "KSTATSD_MAX_TCP_CONNECTIONS")]
+    max_tcp_connections: Option<usize>,
+    /// Close a stream connection silent this long; 0 never [server.tcp_idle_timeout; default 5m].
+    #[arg(long, env = "KSTATSD_TCP_IDLE_TIMEOUT")]
+    tcp_idle_timeout: Option<String>,
+    /// Print every incoming metric whose name matches REGEX (all without one) to stderr
+    /// [server.debug_dump].
+    #[arg(short = 'd', long, env = "KSTATSD_DEBUG_DUMP", num_args = 0..=1, default_missing_value = "", value_name = "REGEX")]
+    debug_dump: Option<String>,
 
     /// Flush interval, e.g. 10s or 500ms [aggregate.flush_interval; default 10s].
     #[arg(long, env = "KSTATSD_FLUSH_INTERVAL")]
@@ -67,22 +106,22 @@ struct Cli {
     #[arg(long, env = "KSTATSD_GLOBAL_PREFIX")]
     global_prefix: Option<String>,
     /// Non-legacy counter prefix [aggregate.prefix_counter; default "counters"].
-    #[arg(long, env = "KSTATSD_PREFIX_COUNTER")]
+    #[arg(long, env = "KSTATSD_PREFIX_COUNTER", visible_alias = "counters-prefix")]
     prefix_counter: Option<String>,
     /// Non-legacy timer prefix [aggregate.prefix_timer; default "timers"].
-    #[arg(long, env = "KSTATSD_PREFIX_TIMER")]
+    #[arg(long, env = "KSTATSD_PREFIX_TIMER", visible_alias = "timers-prefix")]
     prefix_timer: Option<String>,
     /// Non-legacy gauge prefix [aggregate.prefix_gauge; default "gauges"].
-    #[arg(long, env = "KSTATSD_PREFIX_GAUGE")]
+    #[arg(long, env = "KSTATSD_PREFIX_GAUGE", visible_alias = "gauge-prefix")]
     prefix_gauge: Option<String>,
     /// Non-legacy set prefix [aggregate.prefix_set; default "sets"].
-    #[arg(long, env = "KSTATSD_PREFIX_SET")]
+    #[arg(long, env = "KSTATSD_PREFIX_SET", visible_alias = "sets-prefix")]
     prefix_set: Option<String>,
     /// Suffix appended to every name [aggregate.global_suffix; default none].
     #[arg(long, env = "KSTATSD_GLOBAL_SUFFIX")]
     global_suffix: Option<String>,
     /// Prefix of kstatsd's own meta stats [aggregate.meta_prefix; default "statsd"].
-    #[arg(long, env = "KSTATSD_META_PREFIX")]
+    #[arg(long, env = "KSTATSD_META_PREFIX", visible_alias = "metadata-prefix")]
     meta_prefix: Option<String>,
     /// Stop reporting keys that saw no data in an interval [aggregate.delete_idle_stats; false].
     #[arg(long, env = "KSTATSD_DELETE_IDLE_STATS", num_args = 0..=1, default_missing_value = "true")]
@@ -121,9 +160,110 @@ struct Cli {
     #[arg(long, env = "KSTATSD_MAX_SET_MEMBERS")]
     max_set_members: Option<usize>,
 
+    /// Command run when a sink's flush fails, as a TOML array (no shell), e.g.
+    /// '["/usr/local/bin/notify", "--urgent"]'; it gets KSTATSD_SINK and KSTATSD_ERROR
+    /// [sinks.on_failure].
+    #[arg(long, env = "KSTATSD_ON_FAILURE")]
+    on_failure: Option<String>,
+    /// The failure hook is killed after this long [sinks.on_failure_timeout; default 10s].
+    #[arg(long, env = "KSTATSD_ON_FAILURE_TIMEOUT")]
+    on_failure_timeout: Option<String>,
+
     /// Console sink: json, text or off [sinks.console.format; default json].
     #[arg(long, env = "KSTATSD_CONSOLE")]
     console: Option<String>,
+
+    /// Graphite sink: carbon's host; any --graphite-* flag turns the sink on
+    /// [sinks.graphite.host; default 127.0.0.1].
+    #[arg(long, env = "KSTATSD_GRAPHITE_HOST")]
+    graphite_host: Option<String>,
+    /// Carbon's port [sinks.graphite.port; default 2003 plaintext, 2004 pickle].
+    #[arg(long, env = "KSTATSD_GRAPHITE_PORT")]
+    graphite_port: Option<u16>,
+    /// plaintext or pickle [sinks.graphite.protocol; default plaintext].
+    #[arg(long, env = "KSTATSD_GRAPHITE_PROTOCOL")]
+    graphite_protocol: Option<String>,
+    /// Bound on connecting and on writing one flush [sinks.graphite.timeout; default 10s].
+    #[arg(long, env = "KSTATSD_GRAPHITE_TIMEOUT")]
+    graphite_timeout: Option<String>,
+    /// Bound on unsent flushes; the oldest are dropped past it [sinks.graphite.max_queue_bytes;
+    /// default 64MiB].
+    #[arg(long, env = "KSTATSD_GRAPHITE_MAX_QUEUE_BYTES")]
+    graphite_max_queue_bytes: Option<String>,
+    /// First retry delay [sinks.graphite.retry_backoff; default 100ms].
+    #[arg(long, env = "KSTATSD_GRAPHITE_RETRY_BACKOFF")]
+    graphite_retry_backoff: Option<String>,
+    /// Longest retry delay [sinks.graphite.retry_backoff_max; default 10s].
+    #[arg(long, env = "KSTATSD_GRAPHITE_RETRY_BACKOFF_MAX")]
+    graphite_retry_backoff_max: Option<String>,
+
+    /// Backstop sink: the publish URL, http(s)://[user:password@]host[:port]/publish/NAME; any
+    /// --backstop-* flag turns the sink on [sinks.backstop.url].
+    #[arg(long, env = "KSTATSD_BACKSTOP_URL", hide_env_values = true)]
+    backstop_url: Option<String>,
+    /// Bound on one POST [sinks.backstop.timeout; default 10s].
+    #[arg(long, env = "KSTATSD_BACKSTOP_TIMEOUT")]
+    backstop_timeout: Option<String>,
+    /// Largest POST body; a larger flush is split [sinks.backstop.max_request_bytes; 1MiB].
+    #[arg(long, env = "KSTATSD_BACKSTOP_MAX_REQUEST_BYTES")]
+    backstop_max_request_bytes: Option<String>,
+    /// Bound on unsent bodies; the oldest are dropped past it [sinks.backstop.max_queue_bytes;
+    /// default 64MiB].
+    #[arg(long, env = "KSTATSD_BACKSTOP_MAX_QUEUE_BYTES")]
+    backstop_max_queue_bytes: Option<String>,
+    /// First retry delay [sinks.backstop.retry_backoff; default 100ms].
+    #[arg(long, env = "KSTATSD_BACKSTOP_RETRY_BACKOFF")]
+    backstop_retry_backoff: Option<String>,
+    /// Longest retry delay [sinks.backstop.retry_backoff_max; default 10s].
+    #[arg(long, env = "KSTATSD_BACKSTOP_RETRY_BACKOFF_MAX")]
+    backstop_retry_backoff_max: Option<String>,
+
+    /// Backstop publish URL, as docker-stats-to-backstop's --backstop (same as --backstop-url).
+    #[arg(long, env = "SRV_BACKSTOP", hide_env_values = true)]
+    backstop: Option<String>,
+
+    /// Kafka REST Proxy sink: the proxy's URL, http(s)://[user:password@]host[:port][/prefix];
+    /// turns the sink on [sinks.kafka_rest.url].
+    #[arg(long = "kafka-rest", env = "KSTATSD_KAFKA_REST", hide_env_values = true)]
+    kafka_rest: Option<String>,
+    /// Topic to produce to [sinks.kafka_rest.topic; required].
+    #[arg(long, env = "KSTATSD_KAFKA_TOPIC")]
+    kafka_topic: Option<String>,
+    /// flat (one record per flush) or tagged (one per series) [sinks.kafka_rest.format; flat].
+    #[arg(long, env = "KSTATSD_KAFKA_FORMAT")]
+    kafka_format: Option<String>,
+    /// application/vnd.kafka.json.v2+json, …json.v1+json or …binary.v2+json
+    /// [sinks.kafka_rest.content_type; default json.v2].
+    #[arg(long, env = "KSTATSD_KAFKA_CONTENT_TYPE")]
+    kafka_content_type: Option<String>,
+    /// Record key: hostname, none, or a fixed string [sinks.kafka_rest.key; default hostname].
+    #[arg(long, env = "KSTATSD_KAFKA_KEY")]
+    kafka_key: Option<String>,
+    /// Basic auth user name [sinks.kafka_rest.username].
+    #[arg(long, env = "KSTATSD_KAFKA_USERNAME", hide_env_values = true)]
+    kafka_username: Option<String>,
+    /// Basic auth password; prefer the variable to the flag [sinks.kafka_rest.password].
+    #[arg(long, env = "KSTATSD_KAFKA_PASSWORD", hide_env_values = true)]
+    kafka_password: Option<String>,
+    /// Bound on one request [sinks.kafka_rest.timeout; default 5s].
+    #[arg(long, env = "KSTATSD_KAFKA_TIMEOUT")]
+    kafka_timeout: Option<String>,
+    /// Largest record value; larger flushes are split [sinks.kafka_rest.max_record_bytes; 900KiB].
+    #[arg(long, env = "KSTATSD_KAFKA_MAX_RECORD_BYTES")]
+    kafka_max_record_bytes: Option<String>,
+    /// Largest request body [sinks.kafka_rest.max_request_bytes; default 4MiB].
+    #[arg(long, env = "KSTATSD_KAFKA_MAX_REQUEST_BYTES")]
+    kafka_max_request_bytes: Option<String>,
+    /// Bound on unsent records; the oldest are dropped past it [sinks.kafka_rest.max_queue_bytes;
+    /// default 64MiB].
+    #[arg(long, env = "KSTATSD_KAFKA_MAX_QUEUE_BYTES")]
+    kafka_max_queue_bytes: Option<String>,
+    /// First retry delay [sinks.kafka_rest.retry_backoff; default 100ms].
+    #[arg(long, env = "KSTATSD_KAFKA_RETRY_BACKOFF")]
+    kafka_retry_backoff: Option<String>,
+    /// Longest retry delay [sinks.kafka_rest.retry_backoff_max; default 30s].
+    #[arg(long, env = "KSTATSD_KAFKA_RETRY_BACKOFF_MAX")]
+    kafka_retry_backoff_max: Option<String>,
 }
 
 impl Cli {
@@ -160,7 +300,52 @@ impl Cli {
             max_tags: self.max_tags,
             max_series: self.max_series,
             max_set_members: self.max_set_members,
+            tcp: self.tcp.clone(),
+            unix_dgram: self.unix_dgram.clone(),
+            unix_stream: self.unix_stream.clone(),
+            unix_mode: self.unix_mode.clone(),
+            json_udp: self.json_udp.clone(),
+            admin: self.admin.clone(),
+            admin_allow_mutations: self.admin_allow_mutations,
+            max_line_bytes: self.max_line_bytes.clone(),
+            max_tcp_connections: self.max_tcp_connections,
+            tcp_idle_timeout: self.tcp_idle_timeout.clone(),
+            debug_dump: self.debug_dump.clone(),
+            on_failure: self.on_failure.clone(),
+            on_failure_timeout: self.on_failure_timeout.clone(),
             console: self.console.clone(),
+            graphite: GraphiteOverrides {
+                host: self.graphite_host.clone(),
+                port: self.graphite_port,
+                protocol: self.graphite_protocol.clone(),
+                timeout: self.graphite_timeout.clone(),
+                max_queue_bytes: self.graphite_max_queue_bytes.clone(),
+                retry_backoff: self.graphite_retry_backoff.clone(),
+                retry_backoff_max: self.graphite_retry_backoff_max.clone(),
+            },
+            backstop: BackstopOverrides {
+                url: self.backstop_url.clone().or_else(|| self.backstop.clone()).map(Secret),
+                timeout: self.backstop_timeout.clone(),
+                max_request_bytes: self.backstop_max_request_bytes.clone(),
+                max_queue_bytes: self.backstop_max_queue_bytes.clone(),
+                retry_backoff: self.backstop_retry_backoff.clone(),
+                retry_backoff_max: self.backstop_retry_backoff_max.clone(),
+            },
+            kafka_rest: KafkaRestOverrides {
+                url: self.kafka_rest.clone().map(Secret),
+                topic: self.kafka_topic.clone(),
+                format: self.kafka_format.clone(),
+                content_type: self.kafka_content_type.clone(),
+                key: self.kafka_key.clone(),
+                username: self.kafka_username.clone().map(Secret),
+                password: self.kafka_password.clone().map(Secret),
+                timeout: self.kafka_timeout.clone(),
+                max_record_bytes: self.kafka_max_record_bytes.clone(),
+                max_request_bytes: self.kafka_max_request_bytes.clone(),
+                max_queue_bytes: self.kafka_max_queue_bytes.clone(),
+                retry_backoff: self.kafka_retry_backoff.clone(),
+                retry_backoff_max: self.kafka_retry_backoff_max.clone(),
+            },
         }
     }
 }
@@ -196,7 +381,7 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, cli.config.clone(), cli.overrides()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -205,13 +390,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> std::io::Result<()> {
-    let sinks = daemon::configured_sinks(&config);
-    let d = daemon::build(&config, sinks)?;
+fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) -> std::io::Result<()> {
+    let sinks = daemon::configured_sinks(&config)?;
+    let mut d = daemon::build(&config, sinks)?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&d.stop))?;
         signal_hook::low_level::pipe::register(sig, d.wake.try_clone()?)?;
     }
+    // SIGHUP reloads the file (its default action would end the process).
+    let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, d.wake.try_clone()?)?;
+    d.server.enable_reload(kstatsd::reload::Reloader::new(path, overrides, reload));
     if let Some(core) = config.server.pin_ingest_core {
         net::pin_current_thread(core, "ingest");
     }

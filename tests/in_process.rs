@@ -3,52 +3,23 @@
 //! blocks ingest (overruns counted, nothing lost or counted twice, rates from the real elapsed
 //! time), and that the raw `packet` hook sees every datagram.
 
+mod common;
+
+use common::alloc::counted;
 use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::daemon::{self, Daemon};
 use kstatsd::flush::{CounterNames, Naming, Snapshot};
 use kstatsd::sink::{FlushReport, Sink, SinkError};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-// ---- counting allocator: counts allocations made by threads that switched counting on ----
-
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: defers every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 // ---- a sink that hands every flush to the test ----
 
@@ -127,21 +98,21 @@ fn workload() -> Vec<Vec<u8>> {
     out
 }
 
-/// Sends the datagrams, then runs the loop until it has read them all; allocations made inside
-/// `turn()` are counted when `count` is set (the test thread's own sending is not).
-fn send_and_consume(d: &mut Daemon, tx: &UdpSocket, datagrams: &[Vec<u8>], count: bool) {
+/// Sends the datagrams, then runs the loop until it has read them all; returns the allocations
+/// made inside `turn()` (the test thread's own sending is not counted).
+fn send_and_consume(d: &mut Daemon, tx: &UdpSocket, datagrams: &[Vec<u8>]) -> u64 {
     for dg in datagrams {
         tx.send_to(dg, d.udp[0]).unwrap();
     }
-    let mut got = 0;
+    let (mut got, mut allocations) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
     while got < datagrams.len() {
         assert!(Instant::now() < deadline, "only {got} of {} datagrams arrived", datagrams.len());
-        COUNTING.with(|c| c.set(count));
-        let n = d.server.turn();
-        COUNTING.with(|c| c.set(false));
+        let (n, a) = counted(|| d.server.turn());
         got += n.unwrap();
+        allocations += a;
     }
+    allocations
 }
 
 #[test]
@@ -152,20 +123,18 @@ fn warmed_up_ingest_allocates_nothing_per_datagram() {
     // Warm both tables of the double buffer with three times the measured load.
     for _ in 0..2 {
         for _ in 0..3 {
-            send_and_consume(&mut d, &tx, &work, false);
+            send_and_consume(&mut d, &tx, &work);
         }
         assert!(d.server.flush_now());
         flushes.recv_timeout(Duration::from_secs(10)).unwrap();
     }
-    send_and_consume(&mut d, &tx, &work, true);
-    send_and_consume(&mut d, &tx, &work, true);
+    let mut allocations = send_and_consume(&mut d, &tx, &work);
+    allocations += send_and_consume(&mut d, &tx, &work);
     // Waiting is the test's business (the loop only ever polls for the spare); the swap is not.
     assert!(d.server.wait_for_spare());
-    COUNTING.with(|c| c.set(true));
-    let flushed = d.server.flush_now();
-    COUNTING.with(|c| c.set(false));
+    let (flushed, a) = counted(|| d.server.flush_now());
     assert!(flushed);
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    allocations += a;
     let seen = flushes.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(seen.names["stats_counts.statsd.packets_received"], 100.0);
     assert_eq!(seen.names["stats_counts.statsd.metrics_received"], 2000.0);
@@ -215,7 +184,7 @@ fn the_packet_hook_sees_every_datagram() {
     let (mut d, flushes) = start("", "flush_interval = \"1h\"", Duration::ZERO, Some(Arc::clone(&packets)));
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sent: Vec<Vec<u8>> = vec![b"a:1|c".to_vec(), b"bad line".to_vec(), b"b:2|ms\nc:3|g".to_vec()];
-    send_and_consume(&mut d, &tx, &sent, false);
+    send_and_consume(&mut d, &tx, &sent);
     assert!(d.server.flush_now());
     let seen = flushes.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(seen.names["stats_counts.statsd.bad_lines_seen"], 1.0);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::vectors::{is_meta, load, toml_for};
+use common::vectors::{compare, load, toml_for, wanted};
 use common::{Daemon, Flush};
 use std::process::Command;
 use std::time::Duration;
@@ -40,25 +40,15 @@ fn replay_over_udp(file: &str) {
             d.send(packet.as_str().unwrap());
         }
         let got = d.next_flush(WAIT);
-        let want: Flush = flush["flushed"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, x)| (k.clone(), x.as_f64().unwrap()))
-            .collect();
-        for (name, w) in &want {
-            let Some(g) = got.get(name) else {
-                failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd has nothing"));
-                continue;
-            };
-            let ok = if is_rate(name, &want) { (g * 0.4 - w).abs() <= 0.15 * w.abs() } else { g == w };
-            if !ok {
-                failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd {g}"));
+        let want = wanted(flush);
+        let equal = |name: &str, g: f64, w: f64| {
+            if is_rate(name, &want) {
+                (g * 0.4 - w).abs() <= 0.15 * w.abs()
+            } else {
+                g == w
             }
-        }
-        for name in got.keys().filter(|n| !want.contains_key(*n) && !is_meta(n)) {
-            failures.push(format!("flush {i}: {name}: kstatsd flushed it, etsy did not"));
-        }
+        };
+        compare(i, &want, &got, &equal, &mut failures);
     }
     assert!(failures.is_empty(), "{file} over UDP:\n{}", failures.join("\n"));
 }
@@ -226,7 +216,16 @@ fn the_text_console_prints_graphite_lines() {
 
 #[test]
 fn several_listen_addresses_feed_one_aggregate() {
-    let d = Daemon::start_raw(&["--udp", "127.0.0.1:0,127.0.0.1:0", "--udp", "[::1]:0", "--console", "json", "--flush-interval", "300ms"]);
+    let d = Daemon::start_raw(&[
+        "--udp",
+        "127.0.0.1:0,127.0.0.1:0",
+        "--udp",
+        "[::1]:0",
+        "--console",
+        "json",
+        "--flush-interval",
+        "300ms",
+    ]);
     assert_eq!(d.udp_all.len(), 3);
     let tx4 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let tx6 = std::net::UdpSocket::bind("[::1]:0").unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::vectors::{is_meta, load, toml_for, vectors_dir};
+use common::vectors::{compare, load, toml_for, vectors_dir, wanted};
 use kstatsd::aggregate::{ingest_datagram, Tables};
 use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
@@ -32,22 +32,7 @@ fn replay(file: &str) {
             assert!(got.insert(n.to_string(), x).is_none(), "{file}: {n} flushed twice");
         });
         tables.clear();
-        let want: BTreeMap<String, f64> = flush["flushed"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, x)| (k.clone(), x.as_f64().unwrap()))
-            .collect();
-        for (name, w) in &want {
-            match got.get(name) {
-                Some(g) if g == w => {}
-                Some(g) => failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd {g}")),
-                None => failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd has nothing")),
-            }
-        }
-        for name in got.keys().filter(|n| !want.contains_key(*n) && !is_meta(n)) {
-            failures.push(format!("flush {i}: {name}: kstatsd flushed it, etsy did not"));
-        }
+        compare(i, &wanted(flush), &got, &|_, g, w| g == w, &mut failures);
     }
     assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
 }

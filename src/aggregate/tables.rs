@@ -40,9 +40,38 @@ pub struct IngestStats {
     pub service_checks: u64,
     pub packets_not_captured: u64,
     pub bad: [u64; BadLine::COUNT],
+    /// Stream connections (TCP, Unix stream) accepted, refused over `max_tcp_connections`, and
+    /// closed after `tcp_idle_timeout` of silence.
+    pub connections_opened: u64,
+    pub connections_refused: u64,
+    pub connections_timed_out: u64,
+    /// Config reloads (SIGHUP) applied and refused.
+    pub config_reloads: u64,
+    pub config_reload_failures: u64,
+    /// Debug dump lines dropped because stderr did not keep up.
+    pub debug_dump_dropped: u64,
 }
 
 impl IngestStats {
+    /// Adds `other` to these figures (cumulative totals for the admin `stats`).
+    pub fn add(&mut self, other: &IngestStats) {
+        self.packets += other.packets;
+        self.metrics += other.metrics;
+        self.bytes += other.bytes;
+        self.events += other.events;
+        self.service_checks += other.service_checks;
+        self.packets_not_captured += other.packets_not_captured;
+        for (a, b) in self.bad.iter_mut().zip(&other.bad) {
+            *a += b;
+        }
+        self.connections_opened += other.connections_opened;
+        self.connections_refused += other.connections_refused;
+        self.connections_timed_out += other.connections_timed_out;
+        self.config_reloads += other.config_reloads;
+        self.config_reload_failures += other.config_reload_failures;
+        self.debug_dump_dropped += other.debug_dump_dropped;
+    }
+
     #[inline]
     pub fn count_bad(&mut self, why: BadLine) {
         self.bad[why as usize] += 1;

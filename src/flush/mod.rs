@@ -6,6 +6,7 @@
 //! flush merges the interval's tables into that state, summarizes timers with etsy's exact maths,
 //! and fills a reused [`Snapshot`] that the sinks read.
 
+pub mod hook;
 pub mod snapshot;
 pub mod summarize;
 pub mod thread;
@@ -92,6 +93,8 @@ struct Known {
     name_len: u32,
     /// The last gauge value.
     gauge: f64,
+    /// The last flushed count of a counter, set or timer (the admin listings).
+    last: f64,
     /// Consecutive intervals without data.
     idle: u32,
     seen: bool,
@@ -162,6 +165,7 @@ impl Flusher {
             match kind {
                 Kind::Counter => {
                     let count = tables.counters[slot];
+                    k.last = count;
                     snap.counters.push(CounterOut { key: key_ref, count, rate: count / interval });
                 }
                 Kind::Gauge => {
@@ -169,6 +173,7 @@ impl Flusher {
                     snap.gauges.push(GaugeOut { key: key_ref, value: k.gauge });
                 }
                 Kind::Set => {
+                    k.last = tables.sets[slot] as f64;
                     snap.sets.push(SetOut { key: key_ref, count: tables.sets[slot] as f64 });
                 }
                 Kind::Timer => {
@@ -176,6 +181,7 @@ impl Flusher {
                     let rule = config.histograms.iter().position(|h| name.contains(h.metric.as_str()));
                     let bins = rule.map(|r| config.histograms[r].bins.as_slice());
                     let timer = &mut tables.timers_mut()[slot];
+                    k.last = timer.count;
                     let (pcts_at, hist_at) = (snap.pcts.len() as u32, snap.hist.len() as u32);
                     let stats = (!timer.values.is_empty()).then(|| {
                         summarize_timer(
@@ -216,6 +222,7 @@ impl Flusher {
                 continue;
             }
             k.idle += 1;
+            k.last = 0.0;
             if expired(c, k) {
                 deleted = true;
                 continue;
@@ -257,17 +264,36 @@ impl Flusher {
     /// Deletes known series of `kind` whose name equals `pattern`, or starts with it when it ends
     /// in `*` (the admin `del*` commands). Returns how many were deleted.
     pub fn delete(&mut self, kind: Kind, pattern: &str) -> usize {
+        self.delete_each(kind, pattern, &mut |_| {})
+    }
+
+    /// [`Flusher::delete`], calling `deleted` with each deleted key.
+    pub fn delete_each(&mut self, kind: Kind, pattern: &str, deleted: &mut dyn FnMut(&str)) -> usize {
         let before = self.known.len();
         let matches = |key: &str| match pattern.strip_suffix('*') {
             Some(prefix) => key.starts_with(prefix),
             None => key == pattern,
         };
-        self.known.retain(|k| !(k.kind == kind && matches(&k.key)));
+        self.known.retain(|k| {
+            let gone = k.kind == kind && matches(&k.key);
+            if gone {
+                deleted(&k.key);
+            }
+            !gone
+        });
         let n = before - self.known.len();
         if n > 0 {
             self.rebuild_index();
         }
         n
+    }
+
+    /// Every known series of `kind` with its current value: a gauge's value; the last flushed
+    /// interval's count for counters, sets and timers (0 when that interval was idle).
+    pub fn for_each_known(&self, kind: Kind, f: &mut dyn FnMut(&str, f64)) {
+        for k in self.known.iter().filter(|k| k.kind == kind) {
+            f(&k.key, if kind == Kind::Gauge { k.gauge } else { k.last });
+        }
     }
 }
 
@@ -300,7 +326,15 @@ fn known_id(
     }) {
         return i as usize;
     }
-    known.push(Known { kind, key: key.into(), name_len: name_len as u32, gauge: 0.0, idle: 0, seen: false });
+    known.push(Known {
+        kind,
+        key: key.into(),
+        name_len: name_len as u32,
+        gauge: 0.0,
+        last: 0.0,
+        idle: 0,
+        seen: false,
+    });
     let i = known.len() - 1;
     index.insert_unique(h, i as u32, |&j| {
         let k = &known[j as usize];
@@ -333,6 +367,20 @@ fn inject_meta(tables: &mut Tables, prefix: &str, meta: &FlushMeta) {
         let n = stats.bad(why);
         if n > 0 {
             counter(tables, &format!("bad_lines.{}", why.name()), n);
+        }
+    }
+    // Figures of optional features: reported once they happen, like the reasons above.
+    let optional = [
+        ("connections_opened", stats.connections_opened),
+        ("connections_refused", stats.connections_refused),
+        ("connections_timed_out", stats.connections_timed_out),
+        ("config_reloads", stats.config_reloads),
+        ("config_reload_failures", stats.config_reload_failures),
+        ("debug_dump_dropped", stats.debug_dump_dropped),
+    ];
+    for (suffix, n) in optional {
+        if n > 0 {
+            counter(tables, suffix, n);
         }
     }
     tables.set_gauge(&format!("{prefix}.timestamp_lag"), meta.timestamp_lag_ms);

@@ -110,6 +110,41 @@ impl Snapshot {
         self.tags(k).split(';').filter(|t| !t.is_empty()).map(|t| t.split_once('=').unwrap_or((t, "")))
     }
 
+    /// Calls `f(stat, value)` for every statistic of a timer, in etsy's order of names: `count`,
+    /// `count_ps`, then (when it had values) `lower` … `std`, five per percentile (`count_90`, …)
+    /// and its histogram bins. `stat` is the name's tail as parts: `["mean_90"]`,
+    /// `["histogram", "bin_10"]`.
+    pub fn for_each_timer_stat(&self, t: &TimerOut, f: &mut dyn FnMut(&[&str], f64)) {
+        f(&["count"], t.count);
+        f(&["count_ps"], t.count_ps);
+        let Some(s) = &t.stats else { return };
+        for (name, v) in [
+            ("lower", s.lower),
+            ("upper", s.upper),
+            ("sum", s.sum),
+            ("sum_squares", s.sum_squares),
+            ("mean", s.mean),
+            ("median", s.median),
+            ("std", s.std),
+        ] {
+            f(&[name], v);
+        }
+        let pcts = &self.pcts[t.pcts_at as usize..t.pcts_at as usize + self.percentiles.len()];
+        for (pct, stats) in self.percentiles.iter().zip(pcts) {
+            let Some(p) = stats else { continue };
+            let values = [p.count, p.mean, p.bound, p.sum, p.sum_squares];
+            for (stat, v) in pct.stat_names.iter().zip(values) {
+                f(&[stat], v);
+            }
+        }
+        if let Some((rule, at)) = t.hist {
+            let rule = &self.histograms[rule as usize];
+            for (i, bin) in rule.names.iter().enumerate() {
+                f(&["histogram", bin], self.hist[at as usize + i] as f64);
+            }
+        }
+    }
+
     /// Calls `f(name, value)` for every flat name of the flush, as etsy's graphite backend
     /// names them under `naming`. `buf` is the reused name buffer.
     pub fn for_each_flat(
@@ -152,35 +187,7 @@ impl Snapshot {
             }
         }
         for t in &self.timers {
-            let ns = &naming.timer_ns;
-            emit(buf, ns, t.key, &["count"], t.count);
-            emit(buf, ns, t.key, &["count_ps"], t.count_ps);
-            let Some(s) = &t.stats else { continue };
-            for (name, v) in [
-                ("lower", s.lower),
-                ("upper", s.upper),
-                ("sum", s.sum),
-                ("sum_squares", s.sum_squares),
-                ("mean", s.mean),
-                ("median", s.median),
-                ("std", s.std),
-            ] {
-                emit(buf, ns, t.key, &[name], v);
-            }
-            let pcts = &self.pcts[t.pcts_at as usize..t.pcts_at as usize + self.percentiles.len()];
-            for (pct, stats) in self.percentiles.iter().zip(pcts) {
-                let Some(p) = stats else { continue };
-                let values = [p.count, p.mean, p.bound, p.sum, p.sum_squares];
-                for (stat, v) in pct.stat_names.iter().zip(values) {
-                    emit(buf, ns, t.key, &[stat], v);
-                }
-            }
-            if let Some((rule, at)) = t.hist {
-                let rule = &self.histograms[rule as usize];
-                for (i, bin) in rule.names.iter().enumerate() {
-                    emit(buf, ns, t.key, &["histogram", bin], self.hist[at as usize + i] as f64);
-                }
-            }
+            self.for_each_timer_stat(t, &mut |stat, v| emit(buf, &naming.timer_ns, t.key, stat, v));
         }
         for g in &self.gauges {
             emit(buf, &naming.gauge_ns, g.key, &[], g.value);

@@ -3,15 +3,23 @@
 //! sends it back as the ingest thread's next spare. It is the only thread that waits on sinks, so
 //! a slow sink makes the interval longer (counted as an overrun on the ingest side) but never
 //! blocks ingest.
+//!
+//! It owns the state that outlives an interval ([`Flusher`]), so it also answers the management
+//! port's questions about it (listings, deletes, `stats`; see [`crate::net::admin`]) between
+//! flushes, takes a reloaded configuration (new sinks, prefixes, percentiles, failure hook), and
+//! runs the failure hook when a sink fails ([`super::hook`]). All of these arrive on the one
+//! channel the flushes come on, so the thread waits on a single `recv`.
 
+use super::hook::Hooks;
 use super::{FlushMeta, Flusher, Naming};
-use crate::aggregate::Tables;
-use crate::config::AggregateConfig;
+use crate::aggregate::{IngestStats, Tables};
+use crate::config::{AggregateConfig, FailureHook};
+use crate::net::admin::{self, FlushFigures, Query};
 use crate::net::drops::KernelDrops;
 use crate::sink::Sink;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// One full interval on its way to the flush thread.
 pub struct FlushJob {
@@ -20,6 +28,28 @@ pub struct FlushJob {
     /// The final flush at shutdown: sinks are drained and the thread exits after it.
     pub last: bool,
 }
+
+/// A reloaded configuration, as far as the flush thread is concerned.
+pub struct Reload {
+    pub aggregate: AggregateConfig,
+    /// New sinks, when the sink configuration changed (the old ones are shut down).
+    pub sinks: Option<Vec<Box<dyn Sink>>>,
+    pub on_failure: Option<FailureHook>,
+    /// The UDP sockets to watch for kernel drops, when they changed.
+    pub drops: Option<KernelDrops>,
+}
+
+/// What the flush thread receives.
+pub enum FlushMsg {
+    Job(FlushJob),
+    Admin(Box<admin::Request>),
+    Reload(Box<Reload>),
+}
+
+/// Capacity of the flush thread's channel: one flush, one question per admin client, a reload,
+/// and slack. The ingest thread only sends a flush after the spare came back (the thread is idle
+/// then) and every admin client has at most one question outstanding, so a send never waits.
+pub const QUEUE: usize = admin::MAX_CLIENTS + 4;
 
 /// Figures the flush thread keeps per sink, reported in the next flush as
 /// `stats.statsd.<sink>Stats.*`.
@@ -31,11 +61,13 @@ struct SinkFigures {
     flush_length: u64,
     calculation_ms: f64,
     failures: u64,
+    /// The newest `last_exception` the sink itself reported (its own delivery failures).
+    reported_exception: f64,
 }
 
 /// The ingest side's ends of the two channels.
 pub struct FlushHandle {
-    pub jobs: SyncSender<FlushJob>,
+    pub jobs: SyncSender<FlushMsg>,
     pub spares: Receiver<Box<Tables>>,
     pub thread: JoinHandle<()>,
 }
@@ -44,85 +76,223 @@ pub struct FlushHandle {
 /// at once so the ingest thread has a spare for its first flush.
 pub fn spawn(
     config: AggregateConfig,
-    mut sinks: Vec<Box<dyn Sink>>,
+    sinks: Vec<Box<dyn Sink>>,
     spare: Box<Tables>,
     pin_core: Option<usize>,
-    mut drops: KernelDrops,
+    drops: KernelDrops,
     shutdown_timeout: Duration,
+    on_failure: Option<FailureHook>,
 ) -> std::io::Result<FlushHandle> {
-    let (job_tx, job_rx) = sync_channel::<FlushJob>(1);
+    let (job_tx, job_rx) = sync_channel::<FlushMsg>(QUEUE);
     let (spare_tx, spare_rx) = sync_channel::<Box<Tables>>(2);
     spare_tx.send(spare).expect("fresh channel");
     let thread = std::thread::Builder::new().name("kstatsd-flush".into()).spawn(move || {
         if let Some(core) = pin_core {
             crate::net::pin_current_thread(core, "flush");
         }
-        let naming = Naming::new(&config);
-        let mut flusher = Flusher::new(config);
-        let mut figures = vec![SinkFigures::default(); sinks.len()];
-        let wants_packets = sinks.iter().any(|s| s.wants_packets());
-        while let Ok(job) = job_rx.recv() {
-            let FlushJob { mut tables, mut meta, last } = job;
-            let started = Instant::now();
-            meta.kernel_drops = drops.since_last();
-            if wants_packets {
-                for sink in sinks.iter_mut().filter(|s| s.wants_packets()) {
-                    for p in tables.captured_packets() {
-                        sink.packet(p);
+        let mut state = State {
+            naming: Naming::new(&config),
+            flusher: Flusher::new(config),
+            figures: vec![SinkFigures::default(); sinks.len()],
+            sinks,
+            drops,
+            hooks: Hooks::new(on_failure),
+            totals: IngestStats::default(),
+            kernel_drops: 0,
+            overruns: 0,
+            shutdown_timeout,
+        };
+        while let Ok(msg) = job_rx.recv() {
+            match msg {
+                FlushMsg::Job(job) => {
+                    let last = job.last;
+                    state.flush(job, &spare_tx);
+                    if last {
+                        state.shutdown();
+                        break;
                     }
                 }
-            }
-            let snapshot = flusher.flush(&mut tables, &meta);
-            snapshot.statsd.push(("processing_time".into(), started.elapsed().as_secs_f64() * 1e3));
-            for (sink, f) in sinks.iter().zip(&figures) {
-                let n = sink.name();
-                // The sink's own figures first (a sink that delivers on its own thread reports
-                // its real last_flush, queue depth, …); the flush thread's fill in the rest.
-                let mut own: Vec<(&'static str, f64)> = Vec::new();
-                sink.meta(&mut |k, v| own.push((k, v)));
-                let ours = [
-                    ("calculationtime", f.calculation_ms),
-                    ("last_flush", f.last_flush as f64),
-                    ("last_exception", f.last_exception as f64),
-                    ("flush_time", f.flush_time_ms),
-                    ("flush_length", f.flush_length as f64),
-                ];
-                let defaults: Vec<_> =
-                    ours.into_iter().filter(|(k, _)| !own.iter().any(|(o, _)| o == k)).collect();
-                for (k, v) in defaults.into_iter().chain(own) {
-                    snapshot.statsd.push((format!("{n}Stats.{k}"), v));
-                }
-            }
-            for (sink, f) in sinks.iter_mut().zip(&mut figures) {
-                let t = Instant::now();
-                match sink.flush(snapshot, &naming) {
-                    Ok(report) => {
-                        f.last_flush = snapshot.clock;
-                        f.flush_length = report.bytes;
-                        f.calculation_ms = report.calculation_ms;
-                    }
-                    Err(e) => {
-                        f.last_exception = snapshot.clock;
-                        f.failures += 1;
-                        log::error!("sink {}: flush failed: {e}", sink.name());
-                    }
-                }
-                f.flush_time_ms = t.elapsed().as_secs_f64() * 1e3;
-            }
-            tables.clear();
-            // The ingest thread may be gone at shutdown; the table is then simply dropped.
-            let _ = spare_tx.send(tables);
-            if last {
-                let deadline = Instant::now() + shutdown_timeout;
-                for sink in &mut sinks {
-                    if let Err(e) = sink.shutdown(deadline) {
-                        log::error!("sink {}: not drained at shutdown: {e}", sink.name());
-                    }
-                    sink.status(&mut |k, v| log::info!("sink {} at exit: {k} = {v}", sink.name()));
-                }
-                break;
+                FlushMsg::Admin(req) => state.answer(*req),
+                FlushMsg::Reload(r) => state.reload(*r),
             }
         }
     })?;
     Ok(FlushHandle { jobs: job_tx, spares: spare_rx, thread })
+}
+
+struct State {
+    naming: Naming,
+    flusher: Flusher,
+    sinks: Vec<Box<dyn Sink>>,
+    figures: Vec<SinkFigures>,
+    drops: KernelDrops,
+    hooks: Hooks,
+    /// Every flushed interval's ingest figures, summed (the admin `stats`).
+    totals: IngestStats,
+    kernel_drops: u64,
+    overruns: u64,
+    shutdown_timeout: Duration,
+}
+
+impl State {
+    fn flush(&mut self, job: FlushJob, spare_tx: &SyncSender<Box<Tables>>) {
+        let FlushJob { mut tables, mut meta, .. } = job;
+        let started = Instant::now();
+        meta.kernel_drops = self.drops.since_last();
+        self.kernel_drops += meta.kernel_drops;
+        self.overruns += meta.overruns;
+        self.totals.add(&tables.stats);
+        if self.sinks.iter().any(|s| s.wants_packets()) {
+            for sink in self.sinks.iter_mut().filter(|s| s.wants_packets()) {
+                for p in tables.captured_packets() {
+                    sink.packet(p);
+                }
+            }
+        }
+        let snapshot = self.flusher.flush(&mut tables, &meta);
+        snapshot.statsd.push(("processing_time".into(), started.elapsed().as_secs_f64() * 1e3));
+        for (sink, f) in self.sinks.iter().zip(&self.figures) {
+            let n = sink.name();
+            // The sink's own figures first (a sink that delivers on its own thread reports
+            // its real last_flush, queue depth, …); the flush thread's fill in the rest.
+            let mut own: Vec<(&'static str, f64)> = Vec::new();
+            sink.meta(&mut |k, v| own.push((k, v)));
+            let ours = [
+                ("calculationtime", f.calculation_ms),
+                ("last_flush", f.last_flush as f64),
+                ("last_exception", f.last_exception as f64),
+                ("flush_time", f.flush_time_ms),
+                ("flush_length", f.flush_length as f64),
+            ];
+            let defaults: Vec<_> =
+                ours.into_iter().filter(|(k, _)| !own.iter().any(|(o, _)| o == k)).collect();
+            for (k, v) in defaults.into_iter().chain(own) {
+                snapshot.statsd.push((format!("{n}Stats.{k}"), v));
+            }
+        }
+        for (sink, f) in self.sinks.iter_mut().zip(&mut self.figures) {
+            let t = Instant::now();
+            let mut failure = match sink.flush(snapshot, &self.naming) {
+                Ok(report) => {
+                    f.last_flush = snapshot.clock;
+                    f.flush_length = report.bytes;
+                    f.calculation_ms = report.calculation_ms;
+                    None
+                }
+                Err(e) => {
+                    f.last_exception = snapshot.clock;
+                    f.failures += 1;
+                    log::error!("sink {}: flush failed: {e}", sink.name());
+                    Some(e.to_string())
+                }
+            };
+            f.flush_time_ms = t.elapsed().as_secs_f64() * 1e3;
+            // A sink that delivers on its own thread reports its failures as a newer
+            // `last_exception` (Unix seconds) in its meta figures.
+            let mut reported = None;
+            sink.meta(&mut |k, v| {
+                if k == "last_exception" {
+                    reported = Some(v);
+                }
+            });
+            if let Some(v) = reported {
+                if v > f.reported_exception {
+                    f.reported_exception = v;
+                    failure
+                        .get_or_insert_with(|| format!("{} reported a delivery failure at {v}", sink.name()));
+                }
+            }
+            if let Some(error) = failure {
+                self.hooks.fire(sink.name(), &error);
+            }
+        }
+        tables.clear();
+        // The ingest thread may be gone at shutdown; the table is then simply dropped.
+        let _ = spare_tx.send(tables);
+    }
+
+    fn shutdown(&mut self) {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.shutdown(deadline) {
+                log::error!("sink {}: not drained at shutdown: {e}", sink.name());
+            }
+            sink.status(&mut |k, v| log::info!("sink {} at exit: {k} = {v}", sink.name()));
+        }
+    }
+
+    /// Answers an admin question from the known series and the figures kept here.
+    fn answer(&mut self, req: admin::Request) {
+        let text = match &req.query {
+            Query::List(kind) => admin::answer_list(&self.flusher, *kind),
+            Query::Delete { kind, patterns } => admin::answer_delete(&mut self.flusher, *kind, patterns),
+            Query::Stats { json, live } => {
+                let sinks = self.sink_figures();
+                let now_unix =
+                    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let figures = FlushFigures {
+                    totals: &self.totals,
+                    kernel_drops: self.kernel_drops,
+                    overruns: self.overruns,
+                    known_series: self.flusher.known_series(),
+                    sinks: &sinks,
+                    now_unix,
+                };
+                admin::answer_stats(live, &figures, *json)
+            }
+        };
+        req.answer(text);
+    }
+
+    /// Each sink's figures for `stats`: etsy's four (the sink's own when it reports them), then
+    /// whatever its `status` hook reports.
+    fn sink_figures(&self) -> Vec<(String, String, f64)> {
+        let mut out = Vec::new();
+        for (sink, f) in self.sinks.iter().zip(&self.figures) {
+            let mut own: Vec<(&'static str, f64)> = Vec::new();
+            sink.meta(&mut |k, v| own.push((k, v)));
+            let ours = [
+                ("last_flush", f.last_flush as f64),
+                ("last_exception", f.last_exception as f64),
+                ("flush_time", f.flush_time_ms),
+                ("flush_length", f.flush_length as f64),
+            ];
+            for (k, v) in ours {
+                let v = own.iter().find(|(o, _)| *o == k).map_or(v, |(_, v)| *v);
+                out.push((sink.name().to_string(), k.to_string(), v));
+            }
+            out.push((sink.name().to_string(), "failures".to_string(), f.failures as f64));
+            sink.status(&mut |k, v| {
+                if !out.iter().any(|(s, o, _)| s == sink.name() && o == k) {
+                    out.push((sink.name().to_string(), k.to_string(), v));
+                }
+            });
+        }
+        out
+    }
+
+    /// Applies a reloaded configuration: aggregates and known series are kept; replaced sinks
+    /// are shut down on a thread of their own so that the next flush is not delayed.
+    fn reload(&mut self, r: Reload) {
+        self.naming = Naming::new(&r.aggregate);
+        self.flusher.set_config(r.aggregate);
+        self.hooks.set(r.on_failure);
+        if let Some(d) = r.drops {
+            self.drops = d;
+        }
+        if let Some(new) = r.sinks {
+            let old = std::mem::replace(&mut self.sinks, new);
+            self.figures = vec![SinkFigures::default(); self.sinks.len()];
+            let deadline = Instant::now() + self.shutdown_timeout;
+            let names: Vec<_> = self.sinks.iter().map(|s| s.name()).collect();
+            log::info!("sinks now: {names:?}");
+            let _ = std::thread::Builder::new().name("kstatsd-old-sinks".into()).spawn(move || {
+                for mut sink in old {
+                    if let Err(e) = sink.shutdown(deadline) {
+                        log::error!("sink {} (replaced): not drained: {e}", sink.name());
+                    }
+                }
+            });
+        }
+    }
 }

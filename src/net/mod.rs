@@ -1,5 +1,8 @@
-//! Socket set-up (socket2) and thread pinning. Runs on the main thread at start-up; the sockets
-//! it makes are then owned by the ingest thread.
+//! Socket set-up (socket2) and thread pinning: binding every configured input ([`bind`]: UDP,
+//! pystatsd JSON over UDP, Unix datagram, TCP, Unix stream, the management port). Runs on the
+//! main thread at start-up, and on the ingest thread for the inputs a reload adds; the sockets it
+//! makes are owned by the ingest thread. The stream framing, the Unix sockets and the management
+//! protocol are in [`tcp`], [`uds`] and [`admin`].
 
 pub mod admin;
 pub mod drops;
@@ -75,4 +78,110 @@ mod tests {
             assert_ne!(chosen, 0);
         }
     }
+}
+
+/// A datagram socket the ingest loop drains with `recvmmsg`.
+pub enum DgramSocket {
+    Udp(mio::net::UdpSocket),
+    Unix(mio::net::UnixDatagram, uds::SocketFile),
+}
+
+/// A listener whose connections the ingest loop accepts.
+pub enum ListenerSocket {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener, uds::SocketFile),
+}
+
+/// Where an input was configured to listen: how a reload tells what changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Udp(SocketAddr),
+    JsonUdp(SocketAddr),
+    UnixDgram(std::path::PathBuf),
+    Tcp(SocketAddr),
+    UnixStream(std::path::PathBuf),
+    Admin(SocketAddr),
+}
+
+impl Endpoint {
+    /// Every endpoint a server config asks for.
+    pub fn all(c: &crate::config::ServerConfig) -> Vec<Endpoint> {
+        let mut v: Vec<Endpoint> = c.udp.iter().map(|a| Endpoint::Udp(*a)).collect();
+        v.extend(c.json_udp.iter().map(|a| Endpoint::JsonUdp(*a)));
+        v.extend(c.unix_dgram.iter().map(|p| Endpoint::UnixDgram(p.clone())));
+        v.extend(c.tcp.iter().map(|a| Endpoint::Tcp(*a)));
+        v.extend(c.unix_stream.iter().map(|p| Endpoint::UnixStream(p.clone())));
+        v.extend(c.admin.iter().map(|a| Endpoint::Admin(*a)));
+        v
+    }
+}
+
+/// A bound input: the socket, what it was configured as, and what it actually bound.
+pub enum Bound {
+    Dgram { socket: DgramSocket, endpoint: Endpoint, local: String },
+    Listener { socket: ListenerSocket, endpoint: Endpoint, local: String },
+}
+
+impl Bound {
+    pub fn endpoint(&self) -> &Endpoint {
+        match self {
+            Bound::Dgram { endpoint, .. } | Bound::Listener { endpoint, .. } => endpoint,
+        }
+    }
+}
+
+/// Binds one input and logs where it listens (`<kind> listening on <address>`; tests read it).
+pub fn bind(e: &Endpoint, c: &crate::config::ServerConfig) -> io::Result<Bound> {
+    let with_context =
+        |what: &str, r: io::Error| io::Error::new(r.kind(), format!("cannot bind {what}: {r}"));
+    let bound = match e {
+        Endpoint::Udp(a) | Endpoint::JsonUdp(a) => {
+            let b = bind_udp(*a, c.recv_buffer).map_err(|r| with_context(&format!("udp {a}"), r))?;
+            let kind = if matches!(e, Endpoint::Udp(_)) { "udp" } else { "json (udp)" };
+            log::info!("{kind} listening on {} (receive buffer {} bytes)", b.local, b.recv_buffer);
+            Bound::Dgram {
+                socket: DgramSocket::Udp(b.socket),
+                endpoint: e.clone(),
+                local: b.local.to_string(),
+            }
+        }
+        Endpoint::UnixDgram(p) => {
+            let (s, file) = uds::bind_dgram(p, c.unix_mode, c.recv_buffer)
+                .map_err(|r| with_context(&format!("unix dgram {}", p.display()), r))?;
+            log::info!("unix dgram listening on {}", p.display());
+            Bound::Dgram {
+                socket: DgramSocket::Unix(s, file),
+                endpoint: e.clone(),
+                local: p.display().to_string(),
+            }
+        }
+        Endpoint::Tcp(a) | Endpoint::Admin(a) => {
+            let (l, local) = tcp::bind_listener(*a).map_err(|r| with_context(&format!("tcp {a}"), r))?;
+            let kind = if matches!(e, Endpoint::Tcp(_)) { "tcp" } else { "admin" };
+            log::info!("{kind} listening on {local}");
+            Bound::Listener { socket: ListenerSocket::Tcp(l), endpoint: e.clone(), local: local.to_string() }
+        }
+        Endpoint::UnixStream(p) => {
+            let (l, file) = uds::bind_stream(p, c.unix_mode)
+                .map_err(|r| with_context(&format!("unix stream {}", p.display()), r))?;
+            log::info!("unix stream listening on {}", p.display());
+            Bound::Listener {
+                socket: ListenerSocket::Unix(l, file),
+                endpoint: e.clone(),
+                local: p.display().to_string(),
+            }
+        }
+    };
+    Ok(bound)
+}
+
+/// The UDP sockets among `inputs` (whose kernel drops are watched).
+pub fn udp_fds(inputs: &[Bound]) -> Vec<&dyn std::os::fd::AsRawFd> {
+    inputs
+        .iter()
+        .filter_map(|b| match b {
+            Bound::Dgram { socket: DgramSocket::Udp(s), .. } => Some(s as &dyn std::os::fd::AsRawFd),
+            _ => None,
+        })
+        .collect()
 }

@@ -72,6 +72,8 @@ pub enum Parsed<'a> {
 pub struct LineBuf {
     pub samples: Vec<Sample>,
     pub bad: Vec<BadLine>,
+    /// The pystatsd JSON parser's buffers (unused by this parser).
+    pub json: super::JsonBuf,
 }
 
 /// The fast path for the shape of almost every line, `name:number|type` with nothing after the

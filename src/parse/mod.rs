@@ -3,10 +3,12 @@
 //! a bound it did not check. A line that cannot be parsed yields a [`BadLine`] reason, which the
 //! caller counts; the rest of the datagram is unaffected.
 
+pub mod json;
 mod line;
 mod number;
 mod scan;
 
+pub use json::{parse_json, JsonBuf};
 pub use line::{parse_line, parse_simple, Kind, LineBuf, Parsed, Sample, SampleValue};
 pub use number::parse_f64;
 
@@ -46,10 +48,17 @@ pub enum BadLine {
     TooManySetMembers,
     /// A datagram longer than the receive buffer (its lines are all lost; counted once).
     Truncated,
+    /// A line on a stream (TCP, Unix stream) longer than `max_line_bytes`.
+    LineTooLong,
+    /// A pystatsd JSON message that is not a JSON object.
+    InvalidJson,
+    /// A pystatsd JSON message without `metric_name`, `metric_type`, or the `value` its type
+    /// needs.
+    MissingField,
 }
 
 impl BadLine {
-    pub const ALL: [BadLine; 16] = [
+    pub const ALL: [BadLine; 19] = [
         BadLine::NoValue,
         BadLine::EmptyName,
         BadLine::NoType,
@@ -66,6 +75,9 @@ impl BadLine {
         BadLine::TooManySeries,
         BadLine::TooManySetMembers,
         BadLine::Truncated,
+        BadLine::LineTooLong,
+        BadLine::InvalidJson,
+        BadLine::MissingField,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -88,6 +100,9 @@ impl BadLine {
             BadLine::TooManySeries => "too_many_series",
             BadLine::TooManySetMembers => "too_many_set_members",
             BadLine::Truncated => "truncated_datagram",
+            BadLine::LineTooLong => "line_too_long",
+            BadLine::InvalidJson => "invalid_json",
+            BadLine::MissingField => "missing_field",
         }
     }
 }

@@ -3,7 +3,12 @@
 //! [`Snapshot`], and must bound its own retries so that it never delays the others for long.
 //! This file also holds the number and string writers that every serializer shares.
 
+pub mod backstop;
 pub mod console;
+pub mod graphite;
+pub mod kafka_rest;
+pub mod outbox;
+pub mod pickle;
 
 pub use console::Console;
 
@@ -52,7 +57,10 @@ pub trait Sink: Send {
     fn flush(&mut self, snapshot: &Snapshot, naming: &Naming) -> Result<FlushReport, SinkError>;
 
     /// Reports the sink's own figures (etsy's `status` event), e.g. for the admin `stats`.
-    fn status(&self, _write: &mut dyn FnMut(&str, f64)) {}
+    /// By default the same figures as [`Sink::meta`].
+    fn status(&self, write: &mut dyn FnMut(&str, f64)) {
+        self.meta(&mut |k, v| write(k, v));
+    }
 
     /// Figures for the meta stats, emitted as `stats.statsd.<name>Stats.<key>` in every flush
     /// (queue depth, records sent / retried / dropped, …). A sink that delivers on its own

@@ -4,6 +4,9 @@
 //! Runs on the test's own thread plus two reader threads per daemon.
 #![allow(dead_code)]
 
+pub mod alloc;
+pub mod carbon;
+pub mod kafka_emulator;
 pub mod vectors;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,8 @@ pub struct Daemon {
     /// The first UDP address the daemon bound; `udp_all` has every one, in order.
     pub udp: SocketAddr,
     pub udp_all: Vec<SocketAddr>,
+    /// Every stderr line up to "ready" (see [`Daemon::listening`]).
+    pub startup_log: Vec<String>,
     stdout: Receiver<String>,
     pub stderr: Receiver<String>,
     sender: UdpSocket,
@@ -48,6 +53,7 @@ impl Daemon {
         let stderr = lines_of(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut udp_all = Vec::new();
+        let mut startup_log = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match stderr.recv_timeout(left) {
@@ -58,13 +64,22 @@ impl Daemon {
                 let addr = rest.split_whitespace().next().unwrap();
                 udp_all.push(addr.parse().expect("bound address"));
             }
+            startup_log.push(line.clone());
             if line.ends_with("ready") {
                 break;
             }
         }
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         let udp = *udp_all.first().expect("no udp listener logged");
-        Daemon { child, udp, udp_all, stdout, stderr, sender }
+        Daemon { child, udp, udp_all, startup_log, stdout, stderr, sender }
+    }
+
+    /// Where the daemon said `<kind> listening on <where>` at start-up (`tcp`, `admin`,
+    /// `json (udp)`, `unix dgram`, …), in order.
+    pub fn listening(&self, kind: &str) -> Vec<String> {
+        let marker = format!("]: {kind} listening on ");
+        let found = self.startup_log.iter().filter_map(|l| l.split(marker.as_str()).nth(1));
+        found.map(|rest| rest.split_whitespace().next().unwrap_or("").to_string()).collect()
     }
 
     /// Sends one datagram to the daemon's UDP port.

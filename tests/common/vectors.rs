@@ -57,3 +57,30 @@ pub fn load(name: &str) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e} (set KSTATSD_VECTORS to the vectors folder)", path.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// One flush of a vector: what etsy flushed, name → value.
+pub fn wanted(flush: &Value) -> std::collections::BTreeMap<String, f64> {
+    flush["flushed"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.as_f64().unwrap())).collect()
+}
+
+/// Compares one of kstatsd's flushes with etsy's: every etsy name must be there with an equal
+/// value (`equal` decides, so rates can get a margin), and kstatsd may add only its own meta
+/// names. Appends one line per difference to `failures`.
+pub fn compare(
+    i: usize,
+    want: &std::collections::BTreeMap<String, f64>,
+    got: &std::collections::BTreeMap<String, f64>,
+    equal: &dyn Fn(&str, f64, f64) -> bool,
+    failures: &mut Vec<String>,
+) {
+    for (name, w) in want {
+        match got.get(name) {
+            Some(g) if equal(name, *g, *w) => {}
+            Some(g) => failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd {g}")),
+            None => failures.push(format!("flush {i}: {name}: etsy {w}, kstatsd has nothing")),
+        }
+    }
+    for name in got.keys().filter(|n| !want.contains_key(*n) && !is_meta(n)) {
+        failures.push(format!("flush {i}: {name}: kstatsd flushed it, etsy did not"));
+    }
+}

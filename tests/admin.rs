@@ -1,0 +1,212 @@
+//! The management port over real TCP against the real binary: every command's answer, wildcard
+//! deletes, health up/down, `config` with secrets redacted, mutations switched off, many clients
+//! at once, and a client that never reads, which is dropped while ingest carries on.
+
+mod common;
+
+use common::{Daemon, Flush};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn connect(d: &Daemon) -> Client {
+        let addr = d.listening("admin").first().expect("an admin listener").clone();
+        let w = TcpStream::connect(addr).unwrap();
+        w.set_read_timeout(Some(WAIT)).unwrap();
+        Client { r: BufReader::new(w.try_clone().unwrap()), w }
+    }
+
+    /// Sends one command and returns its answer up to (without) the `END` line.
+    fn ask(&mut self, cmd: &str) -> String {
+        self.w.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        self.read_reply()
+    }
+
+    fn read_reply(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.r.read_line(&mut line).unwrap() > 0, "closed before END; got {out:?}");
+            if line == "END\n" {
+                let mut blank = String::new();
+                self.r.read_line(&mut blank).unwrap();
+                assert_eq!(blank, "\n", "END is followed by an empty line");
+                return out;
+            }
+            out.push_str(&line);
+        }
+    }
+
+    fn value(&mut self, cmd: &str) -> serde_json::Value {
+        let text = self.ask(cmd);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{cmd}: {e}: {text}"))
+    }
+}
+
+fn stat(text: &str, key: &str) -> String {
+    let prefix = format!("{key}: ");
+    let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {key} in {text}"));
+    line[prefix.len()..].to_string()
+}
+
+/// Waits for a flush that has `name` (any value).
+fn flush_having(d: &Daemon, name: &str) -> Flush {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let f = d.next_flush(deadline.saturating_duration_since(Instant::now()));
+        if f.contains_key(name) {
+            return f;
+        }
+    }
+}
+
+#[test]
+fn every_command_is_answered() {
+    let d = Daemon::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--flush-interval",
+        "200ms",
+        "--backstop-url",
+        "http://metrics:hunter2@127.0.0.1:9/publish/x",
+    ]);
+    let mut c = Client::connect(&d);
+    assert!(c.ask("help").starts_with("Commands: stats, stats json, counters"));
+    assert_eq!(c.ask("health"), "health: up\n");
+
+    d.send("adm.c:3|c\nadm.other:1|c\napi.x:1|c\nadm.t:5|ms\nadm.g:7|g\nadm.s:u1|s\nadm.s:u2|s\nbad line");
+    flush_having(&d, "stats_counts.adm.c");
+
+    assert_eq!(c.value("counters")["adm.c"], 3.0);
+    assert_eq!(c.value("timers")["adm.t"], 1.0, "a timer's count in the last interval");
+    assert_eq!(c.value("gauges")["adm.g"], 7.0);
+    assert_eq!(c.value("sets")["adm.s"], 2.0);
+
+    let stats = c.ask("stats");
+    assert!(stat(&stats, "uptime").parse::<u64>().is_ok());
+    assert!(stat(&stats, "messages.last_msg_seen").parse::<u64>().unwrap() < 10);
+    assert_eq!(stat(&stats, "messages.bad_lines_seen"), "1");
+    assert!(stat(&stats, "console.last_flush").parse::<u64>().unwrap() < 10);
+    stat(&stats, "console.flush_time");
+    stat(&stats, "console.flush_length");
+    stat(&stats, "backstop.last_exception");
+    assert_eq!(stat(&stats, "kstatsd.metrics_received"), "8");
+    assert_eq!(stat(&stats, "kstatsd.bad_lines.no_value"), "1");
+    assert_eq!(stat(&stats, "kstatsd.health"), "up");
+    assert!(stat(&stats, "kstatsd.memory_rss_bytes").parse::<u64>().unwrap() > 0);
+    let json = c.value("stats json");
+    assert_eq!(json["messages.bad_lines_seen"], 1.0);
+    assert_eq!(json["kstatsd.metrics_received"], 8.0);
+    assert!(json["uptime"].is_number() && json["kstatsd.series_known"].as_f64().unwrap() >= 6.0);
+
+    // deletes: by name, by prefix, and a name that matches nothing
+    let del = c.ask("delcounters adm.* api.x nope");
+    let mut lines: Vec<&str> = del.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["deleted: adm.c", "deleted: adm.other", "deleted: api.x", "metric nope not found"]);
+    assert!(c.value("counters").get("adm.c").is_none());
+    assert_eq!(c.ask("delgauges adm.g"), "deleted: adm.g\n");
+    assert_eq!(c.ask("deltimers adm.t"), "deleted: adm.t\n");
+    assert_eq!(c.ask("delsets adm.*"), "deleted: adm.s\n");
+    // a deleted idle series is no longer reported
+    let f = d.next_flush(WAIT);
+    let f = if f.contains_key("stats_counts.adm.c") { d.next_flush(WAIT) } else { f };
+    assert!(!f.contains_key("stats_counts.adm.c") && !f.contains_key("stats.gauges.adm.g"), "{f:?}");
+    assert!(f.contains_key("stats_counts.statsd.packets_received"));
+
+    assert_eq!(c.ask("health down"), "health: down\n");
+    assert_eq!(c.ask("health"), "health: down\n");
+    assert_eq!(stat(&c.ask("stats"), "kstatsd.health"), "down");
+    assert_eq!(c.ask("health up"), "health: up\n");
+
+    let config = c.ask("config");
+    assert!(config.contains("[server]") && config.contains("[sinks.backstop]"), "{config}");
+    assert!(!config.contains("hunter2"), "secrets are redacted: {config}");
+
+    assert!(c.ask("frobnicate").starts_with("ERROR"));
+    // several commands in one write are answered in order
+    c.w.write_all(b"health\nhelp\nhealth\n").unwrap();
+    assert_eq!(c.read_reply(), "health: up\n");
+    assert!(c.read_reply().starts_with("Commands"));
+    assert_eq!(c.read_reply(), "health: up\n");
+
+    c.w.write_all(b"quit\n").unwrap();
+    let mut rest = Vec::new();
+    c.r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "quit closes the connection");
+}
+
+#[test]
+fn mutations_can_be_switched_off() {
+    let d = Daemon::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-allow-mutations",
+        "false",
+        "--flush-interval",
+        "200ms",
+    ]);
+    let mut c = Client::connect(&d);
+    d.send("keep.c:1|c");
+    flush_having(&d, "stats_counts.keep.c");
+    assert!(c.ask("delcounters keep.c").starts_with("ERROR: this command is disabled"));
+    assert!(c.ask("health down").starts_with("ERROR"));
+    assert_eq!(c.ask("health"), "health: up\n");
+    assert_eq!(c.value("counters")["keep.c"], 1.0);
+}
+
+#[test]
+fn many_clients_at_once_and_a_client_that_never_reads_does_not_block_ingest() {
+    let d = Daemon::start(&["--admin", "127.0.0.1:0", "--flush-interval", "200ms"]);
+    // Enough series that a `counters` listing is about 0.5 MB.
+    for chunk in 0..200 {
+        let lines: Vec<String> = (0..100).map(|i| format!("many.series.number_{chunk}_{i}:1|c")).collect();
+        d.send(&lines.join("\n"));
+    }
+    flush_having(&d, "stats_counts.many.series.number_0_0");
+    // A client that asks for a listing 40 times and never reads: 20 MB of replies.
+    let mut silent = TcpStream::connect(d.listening("admin")[0].clone()).unwrap();
+    silent.write_all("counters\n".repeat(40).as_bytes()).unwrap();
+    // Ingest carries on meanwhile: every one of these is flushed.
+    for _ in 0..100 {
+        d.send("flow.c:1|c");
+    }
+    let deadline = Instant::now() + WAIT;
+    let mut total = 0.0;
+    while total < 100.0 {
+        let f = d.next_flush(deadline.saturating_duration_since(Instant::now()));
+        total += f.get("stats_counts.flow.c").copied().unwrap_or(0.0);
+    }
+    assert_eq!(total, 100.0);
+    // 20 clients at once, each answered.
+    let mut clients: Vec<Client> = (0..20).map(|_| Client::connect(&d)).collect();
+    for c in &mut clients {
+        c.w.write_all(b"stats\n").unwrap();
+    }
+    for c in &mut clients {
+        assert!(c.read_reply().starts_with("uptime: "));
+    }
+    // The silent client was dropped once its unread output passed the limit: reading now finds
+    // what the kernel buffered, then the end (or a reset).
+    silent.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0;
+    loop {
+        match silent.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the silent client is still connected after {read} bytes: {e}"),
+        }
+    }
+    assert!(read < 20 << 20, "not every reply was kept for it ({read} bytes)");
+    assert_eq!(stat(&clients[0].ask("stats"), "kstatsd.admin_clients"), "20");
+}
