@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub aggregate: AggregateFile,
     #[serde(default)]
     pub sinks: SinksFile,
+    /// `[docker]`: the Docker Engine stats source (see `crate::source::docker`).
+    pub docker: Option<crate::source::docker::DockerFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +145,8 @@ pub struct Config {
     pub kafka_rest: Option<KafkaRestConfig>,
     pub graphite: Option<GraphiteConfig>,
     pub backstop: Option<BackstopConfig>,
+    /// `[docker]`: poll the Docker Engine for container stats.
+    pub docker: Option<crate::source::docker::DockerConfig>,
     /// `sinks.on_failure`: run when a sink's flush fails (at most once per interval per sink).
     pub on_failure: Option<FailureHook>,
 }
@@ -292,6 +296,7 @@ pub struct Overrides {
     pub kafka_rest: KafkaRestOverrides,
     pub graphite: GraphiteOverrides,
     pub backstop: BackstopOverrides,
+    pub docker: crate::source::docker::DockerOverrides,
 }
 
 impl Config {
@@ -416,6 +421,8 @@ impl Config {
         let kafka_rest = KafkaRestConfig::build(file.sinks.kafka_rest.as_ref(), &ov.kafka_rest)?;
         let graphite = GraphiteConfig::build(file.sinks.graphite.as_ref(), &ov.graphite)?;
         let backstop = BackstopConfig::build(file.sinks.backstop.as_ref(), &ov.backstop)?;
+        let docker = crate::source::docker::DockerConfig::build(file.docker.as_ref(), &ov.docker)
+            .map_err(ConfigError)?;
         // The console is the default sink only when no other sink is configured.
         let other_sinks = kafka_rest.is_some() || graphite.is_some() || backstop.is_some();
         let console = match console_text.as_deref() {
@@ -453,6 +460,7 @@ impl Config {
             kafka_rest,
             graphite,
             backstop,
+            docker,
             on_failure,
         })
     }
@@ -472,6 +480,10 @@ impl Config {
         if let Some(b) = &self.backstop {
             out.push('\n');
             out.push_str(&b.to_toml());
+        }
+        if let Some(d) = &self.docker {
+            out.push('\n');
+            out.push_str(&d.to_toml());
         }
         out
     }

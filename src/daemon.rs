@@ -74,6 +74,11 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         config.server.shutdown_timeout,
         config.on_failure.clone(),
     )?;
+    // The Docker poller runs on its own thread; the flush thread records its samples.
+    if let Some(docker) = &config.docker {
+        let feed = crate::source::docker::start(docker)?;
+        let _ = flush.jobs.send(flush_thread::FlushMsg::Source(feed));
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let (wake_read, wake) = std::os::unix::net::UnixStream::pair()?;

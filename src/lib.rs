@@ -26,3 +26,4 @@ pub mod parse;
 pub mod reload;
 pub mod server;
 pub mod sink;
+pub mod source;

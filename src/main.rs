@@ -222,6 +222,22 @@ struct Cli {
     #[arg(long, env = "SRV_BACKSTOP", hide_env_values = true)]
     backstop: Option<String>,
 
+    /// Docker stats source: the Engine's URL, unix:///var/run/docker.sock or http://host:port;
+    /// any of --docker, --poll, --rules, --prefix turns it on [docker.url].
+    #[arg(long, env = "SRV_DOCKER")]
+    docker: Option<String>,
+    /// Docker poll period, Go duration syntax: 500ms, 60s, 5m, 1h30m [docker.poll; default 5m].
+    #[arg(long, env = "SRV_POLL")]
+    poll: Option<String>,
+    /// Container renaming rules, JSON: '[{"regexp":"(.*)\\..*","into":"$1","category":"web"}]';
+    /// first match wins [docker.rules].
+    #[arg(long, env = "SRV_RULES")]
+    rules: Option<String>,
+    /// Container renaming for names no rule matched, JSON: '{"regexp":"…","into":"$1.$2"}'
+    /// [docker.prefix].
+    #[arg(long, env = "SRV_PREFIX")]
+    prefix: Option<String>,
+
     /// Kafka REST Proxy sink: the proxy's URL, http(s)://[user:password@]host[:port][/prefix];
     /// turns the sink on [sinks.kafka_rest.url].
     #[arg(long = "kafka-rest", env = "KSTATSD_KAFKA_REST", hide_env_values = true)]
@@ -330,6 +346,12 @@ impl Cli {
                 max_queue_bytes: self.backstop_max_queue_bytes.clone(),
                 retry_backoff: self.backstop_retry_backoff.clone(),
                 retry_backoff_max: self.backstop_retry_backoff_max.clone(),
+            },
+            docker: kstatsd::source::docker::DockerOverrides {
+                url: self.docker.clone(),
+                poll: self.poll.clone(),
+                rules: self.rules.clone(),
+                prefix: self.prefix.clone(),
             },
             kafka_rest: KafkaRestOverrides {
                 url: self.kafka_rest.clone().map(Secret),

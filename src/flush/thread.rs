@@ -44,6 +44,8 @@ pub enum FlushMsg {
     Job(FlushJob),
     Admin(Box<admin::Request>),
     Reload(Box<Reload>),
+    /// A source's feed (the Docker poller): its latest samples are recorded at every flush.
+    Source(crate::source::Feed),
 }
 
 /// Capacity of the flush thread's channel: one flush, one question per admin client, a reload,
@@ -101,6 +103,7 @@ pub fn spawn(
             kernel_drops: 0,
             overruns: 0,
             shutdown_timeout,
+            sources: Vec::new(),
         };
         while let Ok(msg) = job_rx.recv() {
             match msg {
@@ -114,6 +117,7 @@ pub fn spawn(
                 }
                 FlushMsg::Admin(req) => state.answer(*req),
                 FlushMsg::Reload(r) => state.reload(*r),
+                FlushMsg::Source(feed) => state.sources.push(crate::source::Recorder::new(feed)),
             }
         }
     })?;
@@ -132,6 +136,8 @@ struct State {
     kernel_drops: u64,
     overruns: u64,
     shutdown_timeout: Duration,
+    /// Sources whose latest samples enter every flush as gauges (see [`crate::source`]).
+    sources: Vec<crate::source::Recorder>,
 }
 
 impl State {
@@ -148,6 +154,9 @@ impl State {
                     sink.packet(p);
                 }
             }
+        }
+        for source in &mut self.sources {
+            source.record(&mut tables, &mut self.flusher);
         }
         let snapshot = self.flusher.flush(&mut tables, &meta);
         snapshot.statsd.push(("processing_time".into(), started.elapsed().as_secs_f64() * 1e3));

@@ -53,6 +53,14 @@ pub fn flush_core(configured: Option<usize>, ingest: Option<usize>) -> Option<us
     })
 }
 
+/// This host's name, from `/proc/sys/kernel/hostname` (or `$HOSTNAME`); `None` when neither is
+/// there. Read from a file so that no `unsafe` is needed for `gethostname(2)`.
+pub fn hostname() -> Option<String> {
+    let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    let name = from_proc.or_else(|| std::env::var("HOSTNAME").ok()).map(|h| h.trim().to_string());
+    name.filter(|h| !h.is_empty())
+}
+
 /// Pins the calling thread to `core`, logging (not failing) when that is impossible.
 pub fn pin_current_thread(core: usize, what: &str) {
     let ids = core_affinity::get_core_ids().unwrap_or_default();

@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod carbon;
+pub mod dockerd;
 pub mod kafka_emulator;
 pub mod vectors;
 

@@ -101,9 +101,7 @@ impl KafkaRest {
 
 /// This host's name, for the record key.
 fn hostname() -> std::io::Result<String> {
-    let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
-    let name = from_proc.or_else(|| std::env::var("HOSTNAME").ok()).map(|h| h.trim().to_string());
-    name.filter(|h| !h.is_empty()).ok_or_else(|| {
+    crate::net::hostname().ok_or_else(|| {
         std::io::Error::other("cannot read the host name for the Kafka record key: set sinks.kafka_rest.key")
     })
 }
