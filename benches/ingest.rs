@@ -8,10 +8,12 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
-use kstatsd::config::Config;
+use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
 use kstatsd::parse::LineBuf;
 use kstatsd::sink::console::render_flat;
+use kstatsd::sink::kafka_rest::KafkaRest;
+use kstatsd::sink::Sink;
 use std::hint::black_box;
 
 #[path = "support/corpus.rs"]
@@ -123,5 +125,48 @@ fn flush_serialize(cr: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_aggregate, flush_serialize);
+/// What the Kafka REST sink costs the flush thread per flush: `KafkaRest::flush` serializes the
+/// snapshot into record payloads and queues them (the proxy is unreachable here, so the queue
+/// stays at its default 64 MiB bound by dropping the oldest, as in an outage). Half counters,
+/// half timers (two values each: serialization depends on the number of statistics, not of
+/// values), in both formats.
+fn kafka_serialize(cr: &mut Criterion) {
+    let mut group = cr.benchmark_group("kafka_serialize");
+    group.sample_size(10);
+    for series in [10_000u64, 100_000, 1_000_000] {
+        let mut text = String::new();
+        for k in 0..series {
+            if k % 2 == 0 {
+                text.push_str(&format!("k.c{k}:1|c\n"));
+            } else {
+                text.push_str(&format!("k.t{k}:{}|ms\nk.t{k}:{}|ms\n", k % 1000, k % 7));
+            }
+        }
+        for format in ["flat", "tagged"] {
+            let toml = format!(
+                "[aggregate]\nmax_series = 2000000\n[sinks.kafka_rest]\nurl = \"http://127.0.0.1:9\"\ntopic = \"bench\"\nformat = \"{format}\"\n"
+            );
+            let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
+            let naming = Naming::new(&config.aggregate);
+            let mut tables = Tables::new(config.aggregate.limits.clone());
+            ingest_datagram(&mut tables, text.as_bytes(), &mut LineBuf::default());
+            let mut flusher = Flusher::new(config.aggregate.clone());
+            let meta = FlushMeta { interval: 10.0, clock: 1_700_000_000, ..FlushMeta::default() };
+            let snap = flusher.flush(&mut tables, &meta);
+            assert!(snap.num_stats >= series, "every series in the snapshot");
+            let kafka_config = config.kafka_rest.as_ref().unwrap();
+            let mut sink = KafkaRest::new(kafka_config, false, "statsd").unwrap();
+            let report = sink.flush(snap, &naming).unwrap();
+            assert!(report.bytes as f64 > series as f64 * 20.0, "{} bytes for {series} series", report.bytes);
+            eprintln!("kafka_serialize {format}/{series}: {} bytes per flush", report.bytes);
+            group.throughput(Throughput::Elements(series));
+            group.bench_function(BenchmarkId::new(format, series), |b| {
+                b.iter(|| black_box(sink.flush(snap, &naming).unwrap().bytes))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse_aggregate, flush_serialize, kafka_serialize);
 criterion_main!(benches);
