@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""RSS per idle series: starts target/release/kstatsd, records its RSS when empty, sends N
+distinct counters once (20 lines per datagram), waits a few 1 s flushes until they are all
+known and idle, and prints (RSS now - RSS empty) / series, with the series count taken from
+the daemon's own statsd.numStats. Usage: perf/idle_rss.py [N] (default 200000)."""
+import json, re, socket, subprocess, sys, time
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+BIN = "target/release/kstatsd"
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+
+def main():
+    p = subprocess.Popen([BIN, "--udp", "127.0.0.1:0", "--flush-interval", "1s", "--console", "json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    addr = None
+    for line in p.stderr:
+        m = re.search(r"udp listening on (\S+)", line)
+        if m:
+            host, port = m.group(1).rsplit(":", 1)
+            addr = (host, int(port))
+        if line.strip().endswith("ready"):
+            break
+    flushes = iter(p.stdout)
+    next(flushes)  # one flush: the empty daemon has settled
+    empty = rss_kib(p.pid)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    batch = []
+    for i in range(N):
+        batch.append(f"idle.series.k{i:07d}:1|c")
+        if len(batch) == 20:
+            s.sendto("\n".join(batch).encode(), addr)
+            batch = []
+            if i % 2000 == 0:
+                time.sleep(0.001)  # stay under the receive buffer
+    for _ in range(4):  # the interval with the traffic, then idle ones
+        flush = json.loads(next(flushes))
+    series = flush["gauges"]["statsd.numStats"]
+    now = rss_kib(p.pid)
+    p.terminate()
+    p.wait()
+    print(f"{series:.0f} series known and idle: RSS {now} KiB, empty {empty} KiB, "
+          f"{(now - empty) * 1024 / series:.0f} bytes per idle series")
+
+
+main()
