@@ -120,15 +120,21 @@ pub struct TimerAcc {
 
 /// Raw spelling → series id. `off` points into `raw_bytes` (name then raw tags).
 #[derive(Clone, Copy)]
+///
+/// 16 bytes, so that four fit a cache line: no stored hash (a resize recomputes it from the
+/// arena), lengths in u16 (a longer raw name or tag list is simply not cached here and takes
+/// the canonical path every time). Halving the entry from 32 bytes matters once the table
+/// outgrows L2 (parse_aggregate/plain/10000).
 struct RawEntry {
-    hash: u64,
     off: u32,
-    name_len: u32,
-    tags_len: u32,
-    kind: Kind,
     /// The series' slot in its kind's vector (not its id: a hit then needs no other lookup).
     slot: u32,
+    name_len: u16,
+    tags_len: u16,
+    kind: Kind,
 }
+
+const _: () = assert!(std::mem::size_of::<RawEntry>() == 16);
 
 /// One series of the interval: its canonical key in `key_bytes` and its slot in the per-kind
 /// vector.
@@ -415,7 +421,7 @@ impl Tables {
     /// The slot for a raw (kind, name, tags), creating the series on a miss.
     #[inline]
     fn intern(&mut self, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
-        let hash = self.raw_hash(kind, name, tags);
+        let hash = raw_hash(&self.hasher, kind, name, tags);
         let bytes = &self.raw_bytes;
         let hit = self.raw.find(hash, |e| {
             e.kind == kind && e.name_len as usize == name.len() && e.tags_len as usize == tags.len() && {
@@ -430,18 +436,6 @@ impl Tables {
         }
     }
 
-    /// One hash of the name slice (plus one of the tags when there are any), with the kind mixed
-    /// in by multiplication so that it reaches every bit hashbrown looks at. Cheaper than hashing
-    /// a tuple, which also hashes both lengths (bench: parse_aggregate).
-    #[inline]
-    fn raw_hash(&self, kind: Kind, name: &[u8], tags: &[u8]) -> u64 {
-        let mut h = self.hasher.hash_one(name);
-        if !tags.is_empty() {
-            h ^= self.hasher.hash_one(tags).rotate_left(29);
-        }
-        (h ^ kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
     #[cold]
     #[inline(never)]
     fn intern_miss(&mut self, hash: u64, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
@@ -453,13 +447,19 @@ impl Tables {
         let id = result?;
         let slot = self.series[id as usize].slot;
         // Bound the raw table too: hostile spellings of one series must not grow it forever.
-        if self.raw.len() < self.limits.max_series.saturating_mul(4) {
+        let fits = name.len() <= u16::MAX as usize && tags.len() <= u16::MAX as usize;
+        if fits && self.raw.len() < self.limits.max_series.saturating_mul(4) {
             let off = self.raw_bytes.len() as u32;
             self.raw_bytes.extend_from_slice(name);
             self.raw_bytes.extend_from_slice(tags);
             let entry =
-                RawEntry { hash, off, name_len: name.len() as u32, tags_len: tags.len() as u32, kind, slot };
-            self.raw.insert_unique(hash, entry, |e| e.hash);
+                RawEntry { off, slot, name_len: name.len() as u16, tags_len: tags.len() as u16, kind };
+            let (bytes, hasher) = (&self.raw_bytes, &self.hasher);
+            self.raw.insert_unique(hash, entry, |e| {
+                let n = e.off as usize;
+                let t = n + e.name_len as usize;
+                raw_hash(hasher, e.kind, &bytes[n..t], &bytes[t..t + e.tags_len as usize])
+            });
         }
         Ok(slot)
     }
@@ -501,6 +501,18 @@ impl Tables {
         });
         Ok(id)
     }
+}
+
+/// One hash of a raw key's name slice (plus one of its tags when there are any), with the kind
+/// mixed in by multiplication so that it reaches every bit hashbrown looks at. Cheaper than
+/// hashing a tuple, which also hashes both lengths (bench: parse_aggregate).
+#[inline]
+fn raw_hash(hasher: &DefaultHashBuilder, kind: Kind, name: &[u8], tags: &[u8]) -> u64 {
+    let mut h = hasher.hash_one(name);
+    if !tags.is_empty() {
+        h ^= hasher.hash_one(tags).rotate_left(29);
+    }
+    (h ^ kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Byte-slice equality for short keys, inlined: eight bytes at a time, no call into libc's
