@@ -7,9 +7,10 @@
 
 mod common;
 
+use common::http::{accept_loop, read_request};
 use common::{Daemon, Flush};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -57,13 +58,7 @@ impl Backstop {
         };
         b.state.0.lock().unwrap().auth = auth.map(|a| format!("Basic {a}"));
         let server = b.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { break };
-                let server = server.clone();
-                std::thread::spawn(move || server.serve(conn));
-            }
-        });
+        accept_loop(listener, move |conn| server.serve(conn));
         b
     }
 
@@ -78,33 +73,11 @@ impl Backstop {
     fn serve(&self, conn: TcpStream) {
         let mut reader = BufReader::new(conn.try_clone().unwrap());
         let mut conn = conn;
-        loop {
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                return;
-            }
-            let mut parts = request_line.split_whitespace();
-            let (method, path) = (parts.next().unwrap().to_string(), parts.next().unwrap().to_string());
-            let (mut length, mut authorization, mut content_type) = (None, None, None);
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                match k.to_ascii_lowercase().as_str() {
-                    "content-length" => length = Some(v.trim().parse::<usize>().unwrap()),
-                    "authorization" => authorization = Some(v.trim().to_string()),
-                    "content-type" => content_type = Some(v.trim().to_string()),
-                    "transfer-encoding" => panic!("expected a Content-Length body, got {v}"),
-                    _ => {}
-                }
-            }
-            assert_eq!(method, "POST");
-            let mut body = vec![0; length.expect("Content-Length")];
-            reader.read_exact(&mut body).unwrap();
+        while let Some(req) = read_request(&mut reader) {
+            assert_eq!(req.method, "POST");
+            let authorization = req.header("authorization").map(str::to_string);
+            let content_type = req.header("content-type").map(str::to_string);
+            let (path, body) = (req.path, req.body);
 
             let (lock, cvar) = &*self.state;
             let mut st = lock.lock().unwrap();

@@ -11,9 +11,10 @@
 mod common;
 
 use common::dockerd::Dockerd;
+use common::http::{accept_loop, read_request};
 use common::Daemon;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -34,41 +35,16 @@ impl Backstop {
         let url = format!("http://127.0.0.1:{}/publish/docker", listener.local_addr().unwrap().port());
         let b = Backstop::default();
         let server = b.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { break };
-                let server = server.clone();
-                std::thread::spawn(move || server.serve(conn));
-            }
-        });
+        accept_loop(listener, move |conn| server.serve(conn));
         (b, url)
     }
 
     fn serve(&self, conn: TcpStream) {
         let mut reader = BufReader::new(conn.try_clone().unwrap());
         let mut conn = conn;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            assert!(line.starts_with("POST /publish/docker "), "{line}");
-            let mut length = 0;
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap();
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
+        while let Some(req) = read_request(&mut reader) {
+            assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/publish/docker"));
+            let body = req.body;
             let v: serde_json::Value = serde_json::from_slice(&body).expect("Backstop body is JSON");
             let mut post = Post::new();
             for item in v.as_array().expect("a JSON array") {

@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod carbon;
 pub mod dockerd;
+pub mod http;
 pub mod kafka_emulator;
 pub mod vectors;
 
