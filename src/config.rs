@@ -976,17 +976,12 @@ impl KafkaRestConfig {
                 "{W}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
             ));
         }
-        let retry_backoff =
-            pick_duration(&ov.retry_backoff, &f.retry_backoff, "100ms", &format!("{W}.retry_backoff"))?;
-        let retry_backoff_max = pick_duration(
-            &ov.retry_backoff_max,
-            &f.retry_backoff_max,
+        let (retry_backoff, retry_backoff_max) = pick_backoff(
+            (&ov.retry_backoff, &f.retry_backoff),
+            (&ov.retry_backoff_max, &f.retry_backoff_max),
             "30s",
-            &format!("{W}.retry_backoff_max"),
+            W,
         )?;
-        if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
-            return err(format!("{W}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
-        }
         Ok(Some(KafkaRestConfig {
             url,
             topic,
@@ -1156,22 +1151,18 @@ impl GraphiteConfig {
         if port == 0 {
             return err(format!("{W}.port must not be 0"));
         }
-        let timeout = pick_duration(timeout, &f.timeout, "10s", &format!("{W}.timeout"))?;
-        if timeout < Duration::from_millis(1) {
-            return err(format!("{W}.timeout must be at least 1ms"));
-        }
+        let timeout = pick_timeout(timeout, &f.timeout, W)?;
         let max_queue_bytes =
             pick_size(max_queue_bytes, f.max_queue_bytes, 64 << 20, &format!("{W}.max_queue_bytes"))?;
         if max_queue_bytes < 1024 {
             return err(format!("{W}.max_queue_bytes must be at least 1KiB"));
         }
-        let retry_backoff =
-            pick_duration(retry_backoff, &f.retry_backoff, "100ms", &format!("{W}.retry_backoff"))?;
-        let retry_backoff_max =
-            pick_duration(retry_backoff_max, &f.retry_backoff_max, "10s", &format!("{W}.retry_backoff_max"))?;
-        if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
-            return err(format!("{W}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
-        }
+        let (retry_backoff, retry_backoff_max) = pick_backoff(
+            (retry_backoff, &f.retry_backoff),
+            (retry_backoff_max, &f.retry_backoff_max),
+            "10s",
+            W,
+        )?;
         Ok(Some(GraphiteConfig {
             host,
             port,
@@ -1291,10 +1282,7 @@ impl BackstopConfig {
             .ok_or_else(|| ConfigError(format!("{W}.url is required (or --backstop-url URL)")))?;
         let url = crate::sink::backstop::PublishUrl::parse(&url.0)
             .map_err(|e| ConfigError(format!("{W}.url {e}")))?;
-        let timeout = pick_duration(timeout, &f.timeout, "10s", &format!("{W}.timeout"))?;
-        if timeout < Duration::from_millis(1) {
-            return err(format!("{W}.timeout must be at least 1ms"));
-        }
+        let timeout = pick_timeout(timeout, &f.timeout, W)?;
         let max_request_bytes =
             pick_size(max_request_bytes, f.max_request_bytes, 1 << 20, &format!("{W}.max_request_bytes"))?;
         if !(1024..=(64 << 20)).contains(&max_request_bytes) {
@@ -1307,13 +1295,12 @@ impl BackstopConfig {
                 "{W}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
             ));
         }
-        let retry_backoff =
-            pick_duration(retry_backoff, &f.retry_backoff, "100ms", &format!("{W}.retry_backoff"))?;
-        let retry_backoff_max =
-            pick_duration(retry_backoff_max, &f.retry_backoff_max, "10s", &format!("{W}.retry_backoff_max"))?;
-        if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
-            return err(format!("{W}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
-        }
+        let (retry_backoff, retry_backoff_max) = pick_backoff(
+            (retry_backoff, &f.retry_backoff),
+            (retry_backoff_max, &f.retry_backoff_max),
+            "10s",
+            W,
+        )?;
         Ok(Some(BackstopConfig {
             url,
             timeout,
@@ -1390,6 +1377,31 @@ fn pick_size(
         (None, None) => default,
     };
     usize::try_from(n).map_err(|_| ConfigError(format!("{what}: too large")))
+}
+
+/// A network sink's `timeout` (default 10 s, at least 1 ms) under section `w`.
+fn pick_timeout(ov: &Option<String>, file: &Option<String>, w: &str) -> Result<Duration, ConfigError> {
+    let timeout = pick_duration(ov, file, "10s", &format!("{w}.timeout"))?;
+    if timeout < Duration::from_millis(1) {
+        return err(format!("{w}.timeout must be at least 1ms"));
+    }
+    Ok(timeout)
+}
+
+/// A network sink's `retry_backoff` (default 100 ms, at least 1 ms) and `retry_backoff_max`
+/// (default `max_default`, not below the first) under section `w`; each as (override, file).
+fn pick_backoff(
+    first: (&Option<String>, &Option<String>),
+    max: (&Option<String>, &Option<String>),
+    max_default: &str,
+    w: &str,
+) -> Result<(Duration, Duration), ConfigError> {
+    let retry_backoff = pick_duration(first.0, first.1, "100ms", &format!("{w}.retry_backoff"))?;
+    let retry_backoff_max = pick_duration(max.0, max.1, max_default, &format!("{w}.retry_backoff_max"))?;
+    if retry_backoff < Duration::from_millis(1) || retry_backoff_max < retry_backoff {
+        return err(format!("{w}: retry_backoff must be at least 1ms and at most retry_backoff_max"));
+    }
+    Ok((retry_backoff, retry_backoff_max))
 }
 
 fn pick_duration(
