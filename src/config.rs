@@ -78,6 +78,7 @@ pub struct AggregateFile {
     pub max_tags: Option<usize>,
     pub max_series: Option<usize>,
     pub max_set_members: Option<usize>,
+    pub max_samples: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +279,7 @@ pub struct Overrides {
     pub max_tags: Option<usize>,
     pub max_series: Option<usize>,
     pub max_set_members: Option<usize>,
+    pub max_samples: Option<usize>,
     pub tcp: Option<Vec<String>>,
     pub unix_dgram: Option<Vec<String>>,
     pub unix_stream: Option<Vec<String>>,
@@ -388,6 +390,7 @@ impl Config {
             key,
             max_series: ov.max_series.or(a.max_series).unwrap_or(1_000_000),
             max_set_members: ov.max_set_members.or(a.max_set_members).unwrap_or(1_000_000),
+            max_samples: ov.max_samples.or(a.max_samples).unwrap_or(10_000_000),
         };
         if limits.max_series == 0 || limits.max_series > u32::MAX as usize / 8 {
             return err("aggregate.max_series must be between 1 and 500000000");
@@ -524,7 +527,7 @@ impl Config {
              prefix_gauge = {:?}\nprefix_set = {:?}\nglobal_suffix = {:?}\nmeta_prefix = {:?}\n\
              delete_counters = {}\ndelete_timers = {}\ndelete_sets = {}\ndelete_gauges = {}\n\
              {}\ncounter_rates = {}\nsanitize_keys = {}\nmax_name_bytes = {}\n\
-             max_tags = {}\nmax_series = {}\nmax_set_members = {}\n\n{}[sinks.console]\nformat = {:?}\n",
+             max_tags = {}\nmax_series = {}\nmax_set_members = {}\nmax_samples = {}\n\n{}[sinks.console]\nformat = {:?}\n",
             list(&udp),
             s.recv_buffer,
             s.recv_batch,
@@ -556,6 +559,7 @@ impl Config {
             a.limits.key.max_tags,
             a.limits.max_series,
             a.limits.max_set_members,
+            a.limits.max_samples,
             FailureHook::to_toml(&self.on_failure),
             match self.console {
                 Some(ConsoleFormat::Json) => "json",

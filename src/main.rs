@@ -159,6 +159,10 @@ struct Cli {
     /// Most distinct set members per interval, all sets together [aggregate.max_set_members].
     #[arg(long, env = "KSTATSD_MAX_SET_MEMBERS")]
     max_set_members: Option<usize>,
+    /// Most timer values and pending gauge deltas held per interval, all series together
+    /// [aggregate.max_samples; default 10000000].
+    #[arg(long, env = "KSTATSD_MAX_SAMPLES")]
+    max_samples: Option<usize>,
 
     /// Command run when a sink's flush fails, as a TOML array (no shell), e.g.
     /// '["/usr/local/bin/notify", "--urgent"]'; it gets KSTATSD_SINK and KSTATSD_ERROR
@@ -316,6 +320,7 @@ impl Cli {
             max_tags: self.max_tags,
             max_series: self.max_series,
             max_set_members: self.max_set_members,
+            max_samples: self.max_samples,
             tcp: self.tcp.clone(),
             unix_dgram: self.unix_dgram.clone(),
             unix_stream: self.unix_stream.clone(),

@@ -22,11 +22,19 @@ pub struct Limits {
     pub max_series: usize,
     /// Distinct set members per interval, over all sets.
     pub max_set_members: usize,
+    /// Values held per interval, over all series: timer values, and gauge deltas that wait for
+    /// the last known value (8 bytes each).
+    pub max_samples: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { key: KeyRules::default(), max_series: 1_000_000, max_set_members: 1_000_000 }
+        Limits {
+            key: KeyRules::default(),
+            max_series: 1_000_000,
+            max_set_members: 1_000_000,
+            max_samples: 10_000_000,
+        }
     }
 }
 
@@ -185,6 +193,8 @@ pub struct Tables {
     pub sets: Vec<u64>,
     members: HashTable<Member>,
     member_bytes: Vec<u8>,
+    /// Timer values and gauge deltas held this interval (bounded by `max_samples`).
+    samples: usize,
     scratch: Vec<u8>,
     tag_scratch: Vec<u8>,
     /// Raw datagrams kept for sinks that want them (etsy's `packet` event); empty unless enabled.
@@ -214,6 +224,7 @@ impl Tables {
             sets: Vec::new(),
             members: HashTable::new(),
             member_bytes: Vec::new(),
+            samples: 0,
             scratch: Vec::new(),
             tag_scratch: Vec::new(),
             packets: Vec::new(),
@@ -248,8 +259,30 @@ impl Tables {
         self.limits = limits;
     }
 
-    /// Empties the tables for the next interval, keeping every allocation.
+    /// Empties the tables for the next interval, keeping the allocations a steady workload needs.
+    /// Capacity far beyond what this interval used (a burst of new series, one timer that got a
+    /// million values once) is given back, so that memory follows the live series instead of the
+    /// worst interval ever: a container keeps up to 4× what it held, and is cut to 2× when over.
+    /// Runs on the flush thread.
     pub fn clear(&mut self) {
+        let used = Used {
+            raw: self.raw.len(),
+            raw_bytes: self.raw_bytes.len(),
+            series: self.series.len(),
+            key_bytes: self.key_bytes.len(),
+            counters: self.counters.len(),
+            gauges: self.gauges_len,
+            timers: self.timers_len,
+            sets: self.sets.len(),
+            members: self.members.len(),
+            member_bytes: self.member_bytes.len(),
+        };
+        for t in &mut self.timers[..self.timers_len] {
+            shrink_vec(&mut t.values, 0);
+        }
+        for g in &mut self.gauges[..self.gauges_len] {
+            shrink_vec(&mut g.deltas, 0);
+        }
         self.raw.clear();
         self.raw_bytes.clear();
         self.canon.clear();
@@ -269,9 +302,41 @@ impl Tables {
         self.sets.clear();
         self.members.clear();
         self.member_bytes.clear();
+        self.samples = 0;
         self.packets.clear();
         self.packet_ends.clear();
         self.stats = IngestStats::default();
+        self.shrink_to(&used);
+    }
+
+    /// Gives back capacity far beyond what an interval used (see [`Tables::clear`]); the tables
+    /// are empty here, so nothing is rehashed.
+    fn shrink_to(&mut self, used: &Used) {
+        if too_roomy(self.raw.capacity(), used.raw) {
+            self.raw.shrink_to(2 * used.raw, |_| 0);
+        }
+        if too_roomy(self.canon.capacity(), used.series) {
+            self.canon.shrink_to(2 * used.series, |_| 0);
+        }
+        if too_roomy(self.members.capacity(), used.members) {
+            self.members.shrink_to(2 * used.members, |_| 0);
+        }
+        shrink_vec(&mut self.raw_bytes, used.raw_bytes);
+        shrink_vec(&mut self.series, used.series);
+        shrink_vec(&mut self.key_bytes, used.key_bytes);
+        shrink_vec(&mut self.counters, used.counters);
+        shrink_vec(&mut self.sets, used.sets);
+        shrink_vec(&mut self.member_bytes, used.member_bytes);
+        if too_roomy(self.gauges.len(), used.gauges) {
+            self.gauges.truncate(2 * used.gauges);
+        }
+        shrink_vec(&mut self.gauges, 0);
+        if too_roomy(self.timers.len(), used.timers) {
+            self.timers.truncate(2 * used.timers);
+        }
+        shrink_vec(&mut self.timers, 0);
+        shrink_vec(&mut self.packets, 0);
+        shrink_vec(&mut self.packet_ends, 0);
     }
 
     pub fn series_count(&self) -> usize {
@@ -361,7 +426,7 @@ impl Tables {
         let unbounded = Limits {
             key: KeyRules { max_name_bytes: usize::MAX, ..self.limits.key.clone() },
             max_series: usize::MAX / 8,
-            max_set_members: self.limits.max_set_members,
+            ..self.limits.clone()
         };
         let user = std::mem::replace(&mut self.limits, unbounded);
         let slot = self.intern(kind, name.as_bytes(), b"");
@@ -374,18 +439,19 @@ impl Tables {
         match (s.kind, s.value) {
             (Kind::Counter, SampleValue::Number(v)) => self.counters[slot] += v,
             (Kind::Timer, SampleValue::Number(v)) => {
+                self.hold_sample()?;
                 let t = &mut self.timers[slot];
                 t.values.push(v);
                 t.count += s.weight;
             }
             (Kind::Gauge, SampleValue::Number(v)) => self.gauges[slot].set(v),
-            (Kind::Gauge, SampleValue::Delta(d)) => {
-                let g = &mut self.gauges[slot];
-                match &mut g.absolute {
-                    Some(v) => *v += d,
-                    None => g.deltas.push(d),
+            (Kind::Gauge, SampleValue::Delta(d)) => match &mut self.gauges[slot].absolute {
+                Some(v) => *v += d,
+                None => {
+                    self.hold_sample()?;
+                    self.gauges[slot].deltas.push(d);
                 }
-            }
+            },
             (Kind::Set, SampleValue::Member { start, end }) => {
                 let member = match line.get(start as usize..end as usize) {
                     Some(b"") | None => b"0",
@@ -395,6 +461,16 @@ impl Tables {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Counts one more value held this interval, or refuses it past `max_samples`.
+    #[inline(always)]
+    fn hold_sample(&mut self) -> Result<(), BadLine> {
+        if self.samples >= self.limits.max_samples {
+            return Err(BadLine::TooManySamples);
+        }
+        self.samples += 1;
         Ok(())
     }
 
@@ -530,6 +606,34 @@ fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
         }
     }
     ca.remainder().iter().zip(cb.remainder()).all(|(x, y)| x == y)
+}
+
+/// What one interval held, taken before [`Tables::clear`] empties it.
+struct Used {
+    raw: usize,
+    raw_bytes: usize,
+    series: usize,
+    key_bytes: usize,
+    counters: usize,
+    gauges: usize,
+    timers: usize,
+    sets: usize,
+    members: usize,
+    member_bytes: usize,
+}
+
+/// Whether a container of `capacity` is worth shrinking after holding `used`: more than 4× that
+/// and more than a few KB' worth of elements (small ones are never worth a reallocation).
+fn too_roomy(capacity: usize, used: usize) -> bool {
+    capacity > 4 * used && capacity > 1024
+}
+
+/// Cuts a vector's spare capacity to 2× `used` (or its length, if more) when [`too_roomy`].
+fn shrink_vec<T>(v: &mut Vec<T>, used: usize) {
+    let used = used.max(v.len());
+    if too_roomy(v.capacity(), used) {
+        v.shrink_to(2 * used);
+    }
 }
 
 fn push_slot<T>(v: &mut Vec<T>, x: T) -> usize {
@@ -668,6 +772,37 @@ mod tests {
         feed(&mut t, "s:a|s\ns:b|s\nu:a|s\ns:c|s\ns:a|s");
         assert_eq!(t.sets[find(&t, Kind::Set, "s").unwrap().slot], 2);
         assert_eq!(t.stats.bad(BadLine::TooManySetMembers), 1);
+    }
+
+    #[test]
+    fn max_samples_bounds_timer_values_and_pending_gauge_deltas() {
+        let mut t = Tables::new(Limits { max_samples: 3, ..Limits::default() });
+        feed(&mut t, "t:1|ms\nt:2|ms\ng:+1|g\nt:3|ms\ng:-1|g\nh:5|g\nh:+1|g\nc:1|c");
+        let tm = find(&t, Kind::Timer, "t").unwrap();
+        assert_eq!(t.timers[tm.slot].values, vec![1.0, 2.0]);
+        assert_eq!(t.timers[tm.slot].count, 2.0, "a refused value is not counted either");
+        let g = find(&t, Kind::Gauge, "g").unwrap();
+        assert_eq!(t.gauges[g.slot].deltas, vec![1.0]);
+        let h = find(&t, Kind::Gauge, "h").unwrap();
+        assert_eq!(t.gauges[h.slot].absolute, Some(6.0), "a delta on an absolute value holds nothing");
+        assert_eq!(t.stats.bad(BadLine::TooManySamples), 2);
+        t.clear();
+        feed(&mut t, "t:4|ms");
+        assert_eq!(t.stats.bad(BadLine::TooManySamples), 0, "the budget is per interval");
+    }
+
+    #[test]
+    fn a_quiet_interval_gives_back_the_room_of_a_burst() {
+        let mut t = tables();
+        let burst: String = (0..5000).map(|i| format!("k{i}:1|c\n")).collect();
+        feed(&mut t, &burst);
+        feed(&mut t, &"t:1|ms\n".repeat(20_000));
+        t.clear();
+        assert!(t.counters.capacity() >= 5000, "a steady workload keeps its room");
+        feed(&mut t, "k1:1|c\nt:1|ms");
+        t.clear();
+        assert!(t.counters.capacity() <= 1024, "{}", t.counters.capacity());
+        assert!(t.timers[0].values.capacity() <= 1024, "{}", t.timers[0].values.capacity());
     }
 
     #[test]

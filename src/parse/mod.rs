@@ -46,6 +46,8 @@ pub enum BadLine {
     TooManySeries,
     /// A set member beyond `max_set_members` in this interval.
     TooManySetMembers,
+    /// A timer value or pending gauge delta beyond `max_samples` in this interval.
+    TooManySamples,
     /// A datagram longer than the receive buffer (its lines are all lost; counted once).
     Truncated,
     /// A line on a stream (TCP, Unix stream) longer than `max_line_bytes`.
@@ -58,7 +60,7 @@ pub enum BadLine {
 }
 
 impl BadLine {
-    pub const ALL: [BadLine; 19] = [
+    pub const ALL: [BadLine; 20] = [
         BadLine::NoValue,
         BadLine::EmptyName,
         BadLine::NoType,
@@ -74,6 +76,7 @@ impl BadLine {
         BadLine::TooManyTags,
         BadLine::TooManySeries,
         BadLine::TooManySetMembers,
+        BadLine::TooManySamples,
         BadLine::Truncated,
         BadLine::LineTooLong,
         BadLine::InvalidJson,
@@ -99,6 +102,7 @@ impl BadLine {
             BadLine::TooManyTags => "too_many_tags",
             BadLine::TooManySeries => "too_many_series",
             BadLine::TooManySetMembers => "too_many_set_members",
+            BadLine::TooManySamples => "too_many_samples",
             BadLine::Truncated => "truncated_datagram",
             BadLine::LineTooLong => "line_too_long",
             BadLine::InvalidJson => "invalid_json",
