@@ -9,7 +9,7 @@ mod number;
 mod scan;
 
 pub use json::{parse_json, JsonBuf};
-pub use line::{parse_line, parse_simple, Kind, LineBuf, Parsed, Sample, SampleValue};
+pub use line::{parse_line, parse_simple, parse_simple_prefix, Kind, LineBuf, Parsed, Sample, SampleValue};
 pub use number::parse_f64;
 
 /// Why a line was dropped. Counted per reason in `bad_lines_seen` and reported as
