@@ -32,7 +32,9 @@ fn parse_aggregate(cr: &mut Criterion) {
     group.sample_size(10);
     let cases: &[(u64, Mix, &str)] = &[
         (100, Mix::Plain, "plain"),
+        (1_000, Mix::Plain, "plain"),
         (10_000, Mix::Plain, "plain"),
+        (100_000, Mix::Plain, "plain"),
         (10_000, Mix::Tagged, "tagged"),
         (10_000, Mix::Malformed, "malformed1pct"),
         (1_000_000, Mix::Plain, "plain"),
@@ -75,20 +77,8 @@ fn flush_serialize(cr: &mut Criterion) {
     group.sample_size(10);
     let config = Config::defaults();
     let naming = Naming::new(&config.aggregate);
-    for series in [1_000u64, 100_000] {
-        // Half counters, half timers with 100 values each.
-        let mut c = Vec::new();
-        let mut rng = Rng(series);
-        for k in 0..series {
-            if k % 2 == 0 {
-                c.push(format!("f.c{k}:1|c"));
-            } else {
-                for _ in 0..100 {
-                    c.push(format!("f.t{k}:{}|ms", rng.next() % 1000));
-                }
-            }
-        }
-        let text = c.join("\n");
+    for series in [1_000u64, 100_000, 1_000_000] {
+        let text = counters_and_timers(series, 100);
         let limits = Limits { max_series: 10_000_000, ..Limits::default() };
         let mut tables = Tables::new(limits);
         let mut flusher = Flusher::new(config.aggregate.clone());
@@ -103,7 +93,9 @@ fn flush_serialize(cr: &mut Criterion) {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     tables.clear();
-                    ingest_datagram(&mut tables, text.as_bytes(), &mut buf);
+                    for d in &text {
+                        ingest_datagram(&mut tables, d, &mut buf);
+                    }
                     let started = Instant::now();
                     let snap = flusher.flush(&mut tables, &meta);
                     assert!(snap.num_stats >= series, "every series flushed");
@@ -116,6 +108,73 @@ fn flush_serialize(cr: &mut Criterion) {
                         &mut out,
                     );
                     black_box(out.len());
+                    spent += started.elapsed();
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Datagrams holding `series` series, half counters and half timers with `values` values each
+/// (written packed, `t:1:2:…|ms`, so that 1 M series fit in a few hundred MB of text).
+fn counters_and_timers(series: u64, values: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng(series);
+    let (mut out, mut d) = (Vec::new(), Vec::new());
+    for k in 0..series {
+        if k % 2 == 0 {
+            d.extend_from_slice(format!("f.c{k}:1|c\n").as_bytes());
+        } else {
+            d.extend_from_slice(format!("f.t{k}").as_bytes());
+            for _ in 0..values {
+                d.extend_from_slice(format!(":{}", rng.next() % 1000).as_bytes());
+            }
+            d.extend_from_slice(b"|ms\n");
+        }
+        if d.len() > 60_000 {
+            out.push(std::mem::take(&mut d));
+        }
+    }
+    out.push(d);
+    out
+}
+
+/// What one timer value costs the flush thread: summarizing (sort, sums, percentiles, etsy's
+/// default 90th) a fixed 1 M values split over timers of 10, 100 or 10 000 values
+/// (Throughput::Elements = values).
+fn summarize_timers(cr: &mut Criterion) {
+    let mut group = cr.benchmark_group("summarize_timers");
+    group.sample_size(10);
+    let config = Config::defaults();
+    const VALUES: u64 = 1_000_000;
+    for per_timer in [10u64, 100, 10_000] {
+        let timers = VALUES / per_timer;
+        let mut rng = Rng(per_timer);
+        let mut text = Vec::new();
+        for k in 0..timers {
+            for _ in 0..per_timer {
+                text.push(format!("s.t{k}:{}.{}|ms", rng.next() % 1000, rng.next() % 10));
+            }
+        }
+        let datagrams: Vec<Vec<u8>> = text.chunks(20).map(|c| c.join("\n").into_bytes()).collect();
+        let mut tables = Tables::new(Limits { max_series: 10_000_000, ..Limits::default() });
+        let mut flusher = Flusher::new(config.aggregate.clone());
+        let mut buf = LineBuf::default();
+        let meta = FlushMeta { interval: 10.0, clock: 1_700_000_000, ..FlushMeta::default() };
+        group.throughput(Throughput::Elements(VALUES));
+        group.bench_function(BenchmarkId::from_parameter(per_timer), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    tables.clear();
+                    for d in &datagrams {
+                        ingest_datagram(&mut tables, d, &mut buf);
+                    }
+                    let started = Instant::now();
+                    let snap = flusher.flush(&mut tables, &meta);
+                    assert_eq!(snap.timers.len() as u64, timers, "every timer summarized");
+                    black_box(snap.num_stats);
                     spent += started.elapsed();
                 }
                 spent
@@ -168,5 +227,5 @@ fn kafka_serialize(cr: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_aggregate, flush_serialize, kafka_serialize);
+criterion_group!(benches, parse_aggregate, flush_serialize, summarize_timers, kafka_serialize);
 criterion_main!(benches);
