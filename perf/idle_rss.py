@@ -16,7 +16,7 @@ def rss_kib(pid):
 
 
 def main():
-    p = subprocess.Popen([BIN, "--udp", "127.0.0.1:0", "--flush-interval", "1s", "--console", "json"],
+    p = subprocess.Popen([BIN, "--udp", "127.0.0.1:0", "--admin", "off", "--flush-interval", "1s", "--console", "json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     addr = None
     for line in p.stderr:

@@ -180,7 +180,7 @@ pub struct ServerConfig {
     pub unix_mode: u32,
     /// UDP listeners where every line is a pystatsd JSON message.
     pub json_udp: Vec<SocketAddr>,
-    /// The management port; `None` when off.
+    /// The management port (default [`DEFAULT_ADMIN`]); `None` when `admin = "off"`.
     pub admin: Option<SocketAddr>,
     /// Whether `del*` and `health down|up` are accepted on the management port.
     pub admin_allow_mutations: bool,
@@ -575,6 +575,11 @@ impl Config {
 // the failure hook (`[sinks]` on_failure)
 // ---------------------------------------------------------------------------------------------
 
+/// Where the management port listens unless `admin` says otherwise (etsy's port, on loopback);
+/// `admin = "off"` disables it.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8126);
+
 /// The input keys of `[server]`, validated (their defaults are here).
 struct Inputs {
     tcp: Vec<SocketAddr>,
@@ -620,7 +625,8 @@ impl Inputs {
             ConfigError(format!("server.unix_mode: `{mode_text}` is not an octal mode such as \"0660\""))
         })?;
         let admin = match ov.admin.as_deref().or(s.admin.as_deref()).map(str::trim) {
-            None | Some("") | Some("off") => None,
+            None => Some(DEFAULT_ADMIN),
+            Some("") | Some("off") => None,
             Some(a) => Some(match a.parse::<u16>() {
                 // A bare port binds loopback.
                 Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
@@ -674,7 +680,7 @@ fn inputs_toml(s: &ServerConfig) -> String {
         addrs(&s.json_udp),
         match s.admin {
             Some(a) => format!("admin = \"{a}\""),
-            None => "# admin is off".into(),
+            None => "admin = \"off\"".into(),
         },
         s.admin_allow_mutations,
         s.max_line_bytes,
@@ -1657,6 +1663,8 @@ format = "json"              # json | text
         };
         let c = build(text, &ov).unwrap();
         assert_eq!(c.server.admin, None);
+        assert_eq!(build(&c.to_toml(), &Overrides::default()).unwrap().server.admin, None, "off round-trips");
+        assert_eq!(Config::defaults().server.admin, Some(DEFAULT_ADMIN), "on, on loopback, by default");
         assert_eq!(c.on_failure.unwrap().command, vec!["/bin/notify", "x y"]);
         let bad = |t: &str| build(t, &Overrides::default()).unwrap_err().0;
         assert!(bad("[server]\nunix_mode = \"999\"").contains("octal"));

@@ -66,7 +66,7 @@ struct Cli {
     #[arg(long, env = "KSTATSD_JSON_UDP", value_delimiter = ',')]
     json_udp: Option<Vec<String>>,
     /// Management port: IP:port, a bare port (loopback), or off; --admin alone is
-    /// 127.0.0.1:8126 [server.admin; default off].
+    /// 127.0.0.1:8126 [server.admin; default 127.0.0.1:8126].
     #[arg(long, env = "KSTATSD_ADMIN", num_args = 0..=1, default_missing_value = "127.0.0.1:8126")]
     admin: Option<String>,
     /// Accept the mutating admin commands (del*, health up|down) [server.admin_allow_mutations;

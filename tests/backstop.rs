@@ -247,7 +247,7 @@ fn every_point_is_published_with_basic_auth_and_the_password_is_never_printed() 
     let logs = logs.join("\n");
     assert!(!logs.contains("s3cr"), "{logs}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kstatsd"))
-        .args(["--udp", "127.0.0.1:0", "--backstop-url", &url, "--log", "debug"])
+        .args(["--udp", "127.0.0.1:0", "--admin", "off", "--backstop-url", &url, "--log", "debug"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -67,7 +67,7 @@ fn start(
     delay: Duration,
     packets: Option<Arc<Mutex<Vec<Vec<u8>>>>>,
 ) -> (Daemon, Receiver<Seen>) {
-    let toml = format!("[server]\nudp = [\"127.0.0.1:0\"]\n{server}\n[aggregate]\n{aggregate}\n[sinks.console]\nformat = \"off\"\n");
+    let toml = format!("[server]\nudp = [\"127.0.0.1:0\"]\nadmin = \"off\"\n{server}\n[aggregate]\n{aggregate}\n[sinks.console]\nformat = \"off\"\n");
     let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
     let (tx, rx) = channel();
     let sink = Collect { out: tx, delay, packets, buf: String::new() };

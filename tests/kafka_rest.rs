@@ -98,7 +98,7 @@ fn start_with(
     wrap: impl FnOnce(KafkaRest) -> Box<dyn Sink>,
 ) -> Running {
     let toml = format!(
-        "[server]\nudp = [\"127.0.0.1:0\"]\n{server}\n[aggregate]\n{aggregate}\n\
+        "[server]\nudp = [\"127.0.0.1:0\"]\nadmin = \"off\"\n{server}\n[aggregate]\n{aggregate}\n\
          [sinks.console]\nformat = \"json\"\n[sinks.kafka_rest]\n{kafka}\n"
     );
     let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();

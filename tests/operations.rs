@@ -128,7 +128,7 @@ mod hook {
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let toml = format!(
-            "[server]\nudp = [\"127.0.0.1:0\"]\n[aggregate]\nflush_interval = \"1h\"\n\
+            "[server]\nudp = [\"127.0.0.1:0\"]\nadmin = \"off\"\n[aggregate]\nflush_interval = \"1h\"\n\
              [sinks]\non_failure = [{:?}, \"--urgent\", {:?}]\non_failure_timeout = \"300ms\"\n\
              [sinks.console]\nformat = \"off\"\n",
             script.display().to_string(),

@@ -42,7 +42,7 @@ impl Sink for Collect {
 
 fn start(dir: &std::path::Path) -> (Daemon, Receiver<BTreeMap<String, f64>>) {
     let toml = format!(
-        "[server]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\nunix_stream = [{:?}]\nbusy_poll = \"always\"\n\
+        "[server]\nudp = [\"127.0.0.1:0\"]\nadmin = \"off\"\ntcp = [\"127.0.0.1:0\"]\nunix_stream = [{:?}]\nbusy_poll = \"always\"\n\
          max_line_bytes = 256\n[aggregate]\nflush_interval = \"1h\"\n[sinks.console]\nformat = \"off\"\n",
         dir.join("s.sock").display().to_string()
     );

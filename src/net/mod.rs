@@ -164,8 +164,15 @@ pub fn bind(e: &Endpoint, c: &crate::config::ServerConfig) -> io::Result<Bound> 
             }
         }
         Endpoint::Tcp(a) | Endpoint::Admin(a) => {
-            let (l, local) = tcp::bind_listener(*a).map_err(|r| with_context(&format!("tcp {a}"), r))?;
             let kind = if matches!(e, Endpoint::Tcp(_)) { "tcp" } else { "admin" };
+            // The management port is on by default: say how to move it or switch it off.
+            let what = match kind {
+                "admin" => {
+                    format!("admin {a} (the management port: set `admin` to another address or \"off\")")
+                }
+                _ => format!("tcp {a}"),
+            };
+            let (l, local) = tcp::bind_listener(*a).map_err(|r| with_context(&what, r))?;
             log::info!("{kind} listening on {local}");
             Bound::Listener { socket: ListenerSocket::Tcp(l), endpoint: e.clone(), local: local.to_string() }
         }

@@ -41,9 +41,13 @@ impl Daemon {
         Self::start_raw(&args)
     }
 
-    /// Starts `kstatsd <args>` exactly; the args must configure one UDP listener.
+    /// Starts `kstatsd <args>`; the args must configure one UDP listener. The management port is
+    /// on by default (127.0.0.1:8126), which daemons running in parallel would fight over: unless
+    /// the args (or the `--config` file they name) mention `admin`, `--admin off` comes first.
     pub fn start_raw(args: &[&str]) -> Daemon {
+        let admin_off: &[&str] = if mentions_admin(args) { &[] } else { &["--admin", "off"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_kstatsd"))
+            .args(admin_off)
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -144,6 +148,25 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `args` set the management port: `--admin[=…]`, or a `--config` file with an `admin`
+/// key.
+pub fn mentions_admin(args: &[&str]) -> bool {
+    let sets_admin = |text: &str| {
+        text.lines()
+            .any(|l| l.trim_start().strip_prefix("admin").is_some_and(|r| r.trim_start().starts_with('=')))
+    };
+    args.iter().enumerate().any(|(i, a)| {
+        let file = match a.strip_prefix("--config") {
+            Some("") => args.get(i + 1).copied(),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        *a == "--admin"
+            || a.starts_with("--admin=")
+            || file.is_some_and(|f| std::fs::read_to_string(f).is_ok_and(|t| sets_admin(&t)))
+    })
 }
 
 /// Parses one console JSON flush into name → value (the `gauges` object).
