@@ -386,7 +386,10 @@ impl log::Log for StderrLogger {
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            eprintln!("kstatsd[{}]: {}", r.level(), r.args());
+            // Not `eprintln!`: it panics when stderr is gone (a log collector that died), and a
+            // log line must never take the daemon down (`tests/faults.rs`).
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr().lock(), "kstatsd[{}]: {}", r.level(), r.args());
         }
     }
     fn flush(&self) {}
