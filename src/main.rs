@@ -421,6 +421,13 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) -> std::io::Result<()> {
+    match net::recvmmsg::raise_nofile_limit() {
+        Ok((before, after)) if after > before => {
+            log::info!("open files limit raised from {before} to {after}")
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
     let sinks = daemon::configured_sinks(&config)?;
     let mut d = daemon::build(&config, sinks)?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

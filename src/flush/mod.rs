@@ -245,6 +245,17 @@ impl Flusher {
         if deleted {
             let c = &self.config;
             self.known.retain(|k| k.seen || !expired(c, k));
+        }
+        // A cardinality flood spread over many intervals admits up to max_series new series in
+        // each: remembered for idle reporting, they would pile up without bound. Past
+        // max_series known series the longest idle are forgotten (reported idle this last
+        // time); series seen this interval are always kept (tests/hostile.rs,
+        // a_cardinality_flood_over_many_intervals_stays_bounded).
+        let excess = self.known.len().saturating_sub(self.config.limits.max_series);
+        if excess > 0 {
+            forget_longest_idle(&mut self.known, excess);
+        }
+        if deleted || excess > 0 {
             self.rebuild_index();
         }
     }
@@ -308,6 +319,30 @@ fn expired(c: &AggregateConfig, k: &Known) -> bool {
             None => c.delete_gauges,
         },
     }
+}
+
+/// Forgets up to `n` known series that saw no data this interval, the longest idle first (among
+/// equally idle ones, the oldest first).
+fn forget_longest_idle(known: &mut Vec<Known>, n: usize) {
+    let mut idle: Vec<u32> = known.iter().filter(|k| !k.seen).map(|k| k.idle).collect();
+    let n = n.min(idle.len());
+    if n == 0 {
+        return;
+    }
+    let (_, &mut threshold, _) = idle.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
+    let mut at_threshold = n - idle.iter().filter(|&&i| i > threshold).count();
+    known.retain(|k| {
+        if k.seen || k.idle < threshold {
+            true
+        } else if k.idle > threshold {
+            false
+        } else if at_threshold > 0 {
+            at_threshold -= 1;
+            false
+        } else {
+            true
+        }
+    });
 }
 
 /// Index of the known series (kind, key), inserting it when new.
@@ -449,6 +484,28 @@ mod tests {
         assert_eq!((f[0]["stats.timers.t.count"], f[0]["stats.timers.t.count_ps"]), (2.0, 1.0));
         let idle: Vec<_> = f[1].keys().filter(|k| k.starts_with("stats.timers.t.")).collect();
         assert_eq!(idle, ["stats.timers.t.count", "stats.timers.t.count_ps"]);
+    }
+
+    #[test]
+    fn known_series_stay_within_max_series_the_longest_idle_forgotten_first() {
+        let names = |p: &str| (0..30).map(|i| format!("{p}{i}:1|c")).collect::<Vec<_>>().join("\n");
+        let (a, b, c) = (names("a"), names("b"), names("c"));
+        let f = run("max_series = 60", &[&a, &b, &c, "b0:1|c"]);
+        // 30 user series and the daemon's own each interval; the idle `a`s go first, then `b`s.
+        assert_eq!(f[1]["stats_counts.a0"], 0.0, "an idle series is reported while it fits");
+        assert!(!f[3].contains_key("stats_counts.a29"), "the longest idle are forgotten");
+        assert_eq!(f[3]["stats_counts.b0"], 1.0);
+        assert_eq!(f[3]["stats_counts.c29"], 0.0, "the most recent idle are kept");
+        let mut config = Config::defaults().aggregate;
+        config.limits.max_series = 60;
+        let mut flusher = Flusher::new(config.clone());
+        let mut tables = Tables::new(config.limits.clone());
+        for p in ["a", "b", "c", "d"] {
+            ingest_datagram(&mut tables, names(p).as_bytes(), &mut Default::default());
+            flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
+            tables.clear();
+            assert!(flusher.known_series() <= 60, "{p}: {}", flusher.known_series());
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Batched UDP receive with `recvmmsg(2)`, and the one other socket option socket2 lacks
-//! (`SO_RCVBUFFORCE`). This is the only file in kstatsd with `unsafe`; it runs on the ingest
-//! thread (and at start-up for the socket option).
+//! Batched UDP receive with `recvmmsg(2)`, the one other socket option socket2 lacks
+//! (`SO_RCVBUFFORCE`), and raising the open files limit. This is the only file in kstatsd with
+//! `unsafe`; it runs on the ingest thread (and at start-up for the socket option and the limit).
 //!
 //! A [`Batch`] owns `n` receive buffers of `size` bytes in one contiguous allocation, plus the
 //! `iovec` and `mmsghdr` arrays that point into it, all built once. One `recv` call asks the
@@ -95,6 +95,26 @@ impl Batch {
     pub fn capacity(&self) -> usize {
         self.headers.len()
     }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (start-up, main thread): every stream
+/// connection is a file descriptor, and a distribution's 1024 soft default would cap
+/// `max_tcp_connections` with EMFILE long before its configured value. Returns (before, after).
+pub fn raise_nofile_limit() -> io::Result<(libc::rlim_t, libc::rlim_t)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one `rlimit` into the live struct we exclusively borrow.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the live `rlimit` we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur))
 }
 
 /// `setsockopt(SO_RCVBUFFORCE)`: like `SO_RCVBUF` but ignores `net.core.rmem_max` (needs
