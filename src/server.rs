@@ -152,6 +152,8 @@ pub struct Server {
     interval: Duration,
     last_flush: Instant,
     next_flush: Instant,
+    /// The Unix second of the last flush (see [`flush_clock`]).
+    last_clock: u64,
     last_data: Instant,
     overruns: u64,
     overrun_pending: bool,
@@ -228,6 +230,7 @@ impl Server {
             interval: config.aggregate.flush_interval,
             last_flush: now,
             next_flush: now + config.aggregate.flush_interval,
+            last_clock: 0,
             last_data: now,
             overruns: 0,
             overrun_pending: false,
@@ -1013,9 +1016,10 @@ impl Server {
         }
         let full = std::mem::replace(&mut self.active, spare);
         let elapsed = now.duration_since(self.last_flush);
+        let meta_clock = flush_clock(self.last_clock, self.interval);
         let meta = FlushMeta {
             interval: elapsed.as_secs_f64(),
-            clock: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            clock: meta_clock,
             timestamp_lag_ms: (elapsed.as_secs_f64() - self.interval.as_secs_f64()) * 1e3,
             overruns: std::mem::take(&mut self.overruns),
             kernel_drops: 0,
@@ -1028,6 +1032,7 @@ impl Server {
         self.overrun_pending = false;
         self.refusal_logged = false;
         self.last_flush = now;
+        self.last_clock = meta_clock;
         self.next_flush += self.interval;
         if self.next_flush <= now {
             self.next_flush = now + self.interval;
@@ -1133,6 +1138,23 @@ pub fn ingest_received(
     }
 }
 
+/// The Unix second a flush is stamped with: now, but with a flush interval of a second or more
+/// never the same second as the previous flush. The deadlines keep a fixed cadence, so a swap
+/// that was late (a loaded machine) can be followed by an on-time one within the same second,
+/// and Graphite keeps one point per name and second: the later flush would silently overwrite
+/// the earlier (it did, in `tests/graphite.rs` under a loaded CI run). Such a clock is at most a
+/// second ahead of the wall clock (over n flushes at a fixed cadence the wall clock's second
+/// advances at least n − 1). Shorter intervals (tests, mostly) keep the plain clock, which would
+/// otherwise run ahead without bound.
+fn flush_clock(last: u64, interval: Duration) -> u64 {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if interval >= Duration::from_secs(1) && now <= last {
+        last + 1
+    } else {
+        now
+    }
+}
+
 /// The observed path, kept out of line: inlined next to the normal path it doubled the loop's
 /// size and LLVM stopped inlining the table lookups into it (+17 % instructions per line in
 /// `profile_ingest`).
@@ -1177,4 +1199,19 @@ fn ingest_unusual(
     }
     tables.stats.metrics += 1;
     tables.stats.count_bad(BadLine::Truncated);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_clocks_never_repeat_a_second_at_intervals_of_a_second_or_more() {
+        let now = flush_clock(0, Duration::from_secs(1));
+        assert!(now > 1_700_000_000, "the wall clock when nothing was flushed yet");
+        assert_eq!(flush_clock(now, Duration::from_secs(1)), now + 1, "the same second: the next one");
+        assert_eq!(flush_clock(now, Duration::from_secs(10)), now + 1);
+        let fast = Duration::from_millis(50);
+        assert!(flush_clock(now + 100, fast) < now + 100, "short intervals keep the wall clock");
+    }
 }
