@@ -50,12 +50,7 @@ pub fn ingest_datagram_observed<O: Observe + ?Sized>(
     let mut start = 0;
     while let Some(rest) = datagram.get(start..).filter(|r| !r.is_empty()) {
         if let Some((name_len, sample, len)) = parse::parse_simple_prefix(rest) {
-            let line = &rest[..len];
-            tables.stats.metrics += 1;
-            obs.metric(&line[..name_len], b"", line, std::slice::from_ref(&sample));
-            if let Err(why) = tables.record_one(&line[..name_len], line, &sample) {
-                tables.stats.count_bad(why);
-            }
+            record_simple(tables, &rest[..len], name_len, &sample, obs);
             start += len + 1;
         } else {
             let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
@@ -65,6 +60,22 @@ pub fn ingest_datagram_observed<O: Observe + ?Sized>(
             }
             start += len + 1;
         }
+    }
+}
+
+/// Counts and records one line the fast path parsed (its name is the first `name_len` bytes).
+#[inline(always)]
+fn record_simple<O: Observe + ?Sized>(
+    tables: &mut Tables,
+    line: &[u8],
+    name_len: usize,
+    sample: &Sample,
+    obs: &mut O,
+) {
+    tables.stats.metrics += 1;
+    obs.metric(&line[..name_len], b"", line, std::slice::from_ref(sample));
+    if let Err(why) = tables.record_one(&line[..name_len], line, sample) {
+        tables.stats.count_bad(why);
     }
 }
 
@@ -168,12 +179,7 @@ pub fn ingest_line_observed<O: Observe + ?Sized>(
     obs: &mut O,
 ) {
     if let Some((name_len, sample)) = parse::parse_simple(line) {
-        tables.stats.metrics += 1;
-        obs.metric(&line[..name_len], b"", line, std::slice::from_ref(&sample));
-        if let Err(why) = tables.record_one(&line[..name_len], line, &sample) {
-            tables.stats.count_bad(why);
-        }
-        return;
+        return record_simple(tables, line, name_len, &sample, obs);
     }
     match parse::parse_line(line, buf) {
         Ok(Parsed::Metric { name, tags }) => {

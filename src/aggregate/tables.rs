@@ -7,7 +7,9 @@
 //! in canonical order, looked up in `canon` (so `#b,a` and `#a,b`, or `a b` and `a_b`, land in
 //! the same series), and a new series is appended. Every container here is cleared, never
 //! dropped, between intervals: arenas, tables and the per-timer value vectors keep their
-//! capacity, so a steady workload allocates nothing, new keys included, once warmed up.
+//! capacity, so a steady workload allocates nothing, new keys included, once warmed up. Only
+//! room far beyond what an interval used is given back (see [`Tables::clear`]): after a burst,
+//! the next burst allocates again, on the ingest thread.
 
 use super::key::{canonical_key, KeyRules};
 use crate::parse::{BadLine, Kind, Sample, SampleValue};
