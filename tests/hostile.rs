@@ -928,63 +928,10 @@ fn a_cardinality_flood_over_many_intervals_stays_bounded() {
     assert!(peak < baseline + (16 << 20), "peak RSS {peak}, baseline {baseline}");
 }
 
-// A global allocator that keeps, per thread, the heap bytes allocated and not yet freed and
-// their peak, for the in-process flood below: the tables are touched only by the test's thread,
-// so its figure is theirs whatever other tests do meanwhile (only this test binary is affected).
-mod heap {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Tracking;
-    thread_local! {
-        static LIVE: Cell<isize> = const { Cell::new(0) };
-        static PEAK: Cell<isize> = const { Cell::new(0) };
-    }
-
-    fn add(by: isize) {
-        let _ = LIVE.try_with(|l| {
-            let now = l.get() + by;
-            l.set(now);
-            let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-        });
-    }
-
-    /// This thread's live heap bytes (allocated here minus freed here).
-    pub fn live() -> isize {
-        LIVE.with(|l| l.get())
-    }
-
-    /// Restarts this thread's peak at its current live figure.
-    pub fn reset_peak() {
-        PEAK.with(|p| p.set(live()));
-    }
-
-    pub fn peak() -> isize {
-        PEAK.with(|p| p.get())
-    }
-
-    // SAFETY: defers every call to the system allocator unchanged; only counts bytes.
-    unsafe impl GlobalAlloc for Tracking {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            add(layout.size() as isize);
-            // SAFETY: same contract as our caller's.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            add(-(layout.size() as isize));
-            // SAFETY: same contract as our caller's.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            add(new_size as isize - layout.size() as isize);
-            // SAFETY: same contract as our caller's.
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
-}
-
+// The tests' one allocator, for its per-thread heap figures: the in-process floods below touch
+// their tables only from the test's thread.
 #[global_allocator]
-static HEAP: heap::Tracking = heap::Tracking;
+static HEAP: common::alloc::Counting = common::alloc::Counting;
 
 /// Feeds 10⁷ flood lines made by `line` (50 per datagram, each datagram ending with
 /// `old.c:1|c\nold.s:a|s`, two series made before the flood) into tables limited to 10,000
@@ -993,8 +940,8 @@ static HEAP: heap::Tracking = heap::Tracking;
 fn flood_in_process(line: fn(&mut Vec<u8>, &[u8])) -> (Tables, f64, isize) {
     const LIMIT: usize = 10_000;
     let limits = Limits { max_series: LIMIT, max_set_members: LIMIT, ..Limits::default() };
-    let before = heap::live();
-    heap::reset_peak();
+    let before = common::alloc::live();
+    common::alloc::reset_peak();
     let mut tables = Tables::new(limits);
     let mut buf = LineBuf::default();
     ingest_datagram(&mut tables, b"old.c:1|c\nold.s:a|s", &mut buf);
@@ -1011,11 +958,11 @@ fn flood_in_process(line: fn(&mut Vec<u8>, &[u8])) -> (Tables, f64, isize) {
         old += 1.0;
         ingest_datagram(&mut tables, &dg, &mut buf);
     }
-    let peak = heap::peak() - before;
+    let peak = common::alloc::peak() - before;
     eprintln!(
         "in-process flood of {IN_PROCESS_FLOOD} lines: {:?}; heap held by the tables: {} KiB at the end, {} KiB at the peak",
         started.elapsed(),
-        (heap::live() - before) >> 10,
+        (common::alloc::live() - before) >> 10,
         peak >> 10
     );
     assert_eq!(tables.stats.metrics, IN_PROCESS_FLOOD + 2 + 2 * (IN_PROCESS_FLOOD / 50));
