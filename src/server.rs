@@ -142,6 +142,9 @@ pub struct Server {
     next_conn_id: u64,
     next_housekeeping: Instant,
     refusal_logged: bool,
+    /// A receive, accept or admin-limit error was logged this interval: the loop logs such
+    /// errors once per interval, since one that persists would recur on every turn.
+    error_logged: bool,
     batch: Batch,
     line_buf: LineBuf,
     active: Box<Tables>,
@@ -221,6 +224,7 @@ impl Server {
             next_conn_id: 0,
             next_housekeeping: now,
             refusal_logged: false,
+            error_logged: false,
             batch: Batch::new(s.recv_batch, s.max_datagram),
             line_buf: LineBuf::default(),
             active: parts.active,
@@ -383,7 +387,9 @@ impl Server {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        log::error!("receive on {} failed: {e}", input.local);
+                        if !std::mem::replace(&mut self.error_logged, true) {
+                            log::error!("receive on {} failed: {e} (at most one such error is logged per flush interval)", input.local);
+                        }
                         break;
                     }
                 };
@@ -481,13 +487,23 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and the like: what is still queued is accepted with the next event.
-                    log::error!("accept on {} failed: {e}", l.local);
+                    if !std::mem::replace(&mut self.error_logged, true) {
+                        log::error!(
+                            "accept on {} failed: {e} (at most one such error is logged per flush interval)",
+                            l.local
+                        );
+                    }
                     return;
                 }
             };
             let admin = l.admin;
             if admin && self.admin_conns >= admin::MAX_CLIENTS {
-                log::warn!("admin: {} clients already connected; refusing another", admin::MAX_CLIENTS);
+                if !std::mem::replace(&mut self.error_logged, true) {
+                    log::warn!(
+                        "admin: {} clients already connected; refusing others (at most one such error is logged per flush interval)",
+                        admin::MAX_CLIENTS
+                    );
+                }
                 continue;
             }
             if !admin && self.data_conns >= self.config.server.max_tcp_connections {
@@ -1031,6 +1047,7 @@ impl Server {
         }
         self.overrun_pending = false;
         self.refusal_logged = false;
+        self.error_logged = false;
         self.last_flush = now;
         self.last_clock = meta_clock;
         self.next_flush += self.interval;

@@ -210,3 +210,29 @@ fn many_clients_at_once_and_a_client_that_never_reads_does_not_block_ingest() {
     assert!(read < 20 << 20, "not every reply was kept for it ({read} bytes)");
     assert_eq!(stat(&clients[0].ask("stats"), "kstatsd.admin_clients"), "20");
 }
+
+#[test]
+fn clients_over_the_limit_are_refused_and_logged_once_per_interval() {
+    let d = Daemon::start(&["--admin", "127.0.0.1:0", "--flush-interval", "1h"]);
+    let addr = d.listening("admin")[0].clone();
+    let mut held: Vec<Client> = (0..64).map(|_| Client::connect(&d)).collect();
+    for c in &mut held {
+        assert_eq!(c.ask("health"), "health: up\n");
+    }
+    // 30 more: each closed unanswered, and the loop logs the refusal once in the interval.
+    for _ in 0..30 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = s.write_all(b"health\n");
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "a client over the limit gets no answer");
+    }
+    assert_eq!(held[63].ask("health"), "health: up\n", "the held clients are still served");
+    // Every refusal is logged before its connection is closed, so all are in the pipe by now;
+    // the reader thread forwards them within moments.
+    let mut refusals = 0;
+    while let Ok(line) = d.stderr.recv_timeout(Duration::from_secs(1)) {
+        refusals += usize::from(line.contains("clients already connected"));
+    }
+    assert_eq!(refusals, 1, "one log line for 30 refusals in one interval");
+}
