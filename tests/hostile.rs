@@ -70,21 +70,26 @@ struct SockRow {
 }
 
 /// The row of the IPv4 UDP socket bound to `addr` (127.0.0.1:port).
+///
+/// The kernel does not hold the table still while it is read: when other tests close sockets
+/// meanwhile, one read can miss a row that exists. So a missing row is read again a few times.
 fn udp_row(addr: SocketAddr) -> SockRow {
     let want = format!("0100007F:{:04X}", addr.port());
-    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
-    for row in table.lines().skip(1) {
-        let cols: Vec<&str> = row.split_whitespace().collect();
-        if cols.get(1) == Some(&want.as_str()) {
-            let rx = cols[4].split(':').nth(1).unwrap();
-            return SockRow {
-                rx_queue: u64::from_str_radix(rx, 16).unwrap(),
-                drops: cols.last().unwrap().parse().unwrap(),
-                inode: cols[9].parse().unwrap(),
-            };
+    for _ in 0..20 {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+        for row in table.lines().skip(1) {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            if cols.get(1) == Some(&want.as_str()) {
+                let rx = cols[4].split(':').nth(1).unwrap();
+                return SockRow {
+                    rx_queue: u64::from_str_radix(rx, 16).unwrap(),
+                    drops: cols.last().unwrap().parse().unwrap(),
+                    inode: cols[9].parse().unwrap(),
+                };
+            }
         }
     }
-    panic!("no /proc/net/udp row for {addr}");
+    panic!("no /proc/net/udp row for {addr} in 20 reads");
 }
 
 /// The receive buffer the daemon logged for its UDP socket (what the kernel granted).
