@@ -337,7 +337,7 @@ fn a_401_or_a_404_is_not_retried_and_is_counted() {
     assert_ne!(posts[0].body, posts[1].body);
     let f = flush_where(&d, "dropped_unauthorized", |n| n > 0.0);
     assert_eq!(f["stats.statsd.backstopStats.retried"], 0.0);
-    let logs: Vec<String> = d.stderr.try_iter().collect();
+    let logs = d.log_until(|l| l.contains("HTTP 401"), T);
     assert!(logs.iter().any(|l| l.contains("HTTP 401")), "{logs:?}");
     assert!(!logs.iter().any(|l| l.contains("wrong")), "{logs:?}");
     drop(d);

@@ -260,8 +260,9 @@ fn a_daemon_that_is_down_costs_one_line_per_poll_and_ingest_goes_on() {
     }
     assert!(errors >= 3.0, "errors counted: {errors}");
     assert_eq!(errors, polls, "one error per failed poll, not more");
+    let is_error = |l: &str| l.contains("docker:") && l.contains("error");
     let lines: Vec<String> =
-        d.stderr.try_iter().filter(|l| l.contains("docker:") && l.contains("error")).collect();
+        d.log_until(is_error, Duration::from_secs(5)).into_iter().filter(|l| is_error(l)).collect();
     assert!(!lines.is_empty() && lines.len() as f64 <= polls + 2.0, "{polls} polls, log: {lines:#?}");
     assert!(lines[0].contains("/nonexistent/docker.sock"), "{}", lines[0]);
     d.terminate(Duration::from_secs(10));

@@ -126,6 +126,22 @@ impl Daemon {
         (status, lines.iter().map(|l| parse_flush(l)).collect())
     }
 
+    /// The stderr lines logged so far, waiting (at most `timeout`) until one matches `want`:
+    /// the log is a pipe of its own, so a line written before a figure that already showed on
+    /// stdout can still be on its way.
+    pub fn log_until(&self, want: impl Fn(&str) -> bool, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        while !lines.iter().any(|l: &String| want(l)) {
+            match self.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines.extend(self.stderr.try_iter());
+        lines
+    }
+
     /// Sends SIGTERM and waits for exit; returns the status and the stdout lines not yet read.
     pub fn terminate_lines(mut self, timeout: Duration) -> (ExitStatus, Vec<String>) {
         Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
