@@ -58,6 +58,9 @@ const STREAM_BUF: usize = 64 << 10;
 /// Tokens: datagram sockets are `0..`, listeners `LISTENER_BASE..`, connections `CONN_BASE..`.
 const LISTENER_BASE: usize = 1 << 24;
 const CONN_BASE: usize = 1 << 25;
+/// After the shutdown deadline, how long the flush thread gets to log what its sinks gave up
+/// and end.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNAL: Token = Token(usize::MAX);
 
@@ -1002,7 +1005,7 @@ impl Server {
             None => self.flush.spares.try_recv(),
         };
         match spare {
-            Ok(spare) => self.send_flush(spare, now, false),
+            Ok(spare) => self.send_flush(spare, now, None),
             Err(TryRecvError::Empty) => {
                 if !self.overrun_pending {
                     self.overrun_pending = true;
@@ -1023,7 +1026,9 @@ impl Server {
         }
     }
 
-    fn send_flush(&mut self, mut spare: Box<Tables>, now: Instant, last: bool) {
+    /// Hands the active tables to the flush thread and makes `spare` the active one;
+    /// `shutdown_by` marks the last flush and when its sinks must be done.
+    fn send_flush(&mut self, mut spare: Box<Tables>, now: Instant, shutdown_by: Option<Instant>) {
         if spare.limits() != &self.limits {
             spare.set_limits(self.limits.clone());
         }
@@ -1042,7 +1047,7 @@ impl Server {
         };
         // The flush thread gave back the spare, so it is idle, and the channel has room for this
         // job besides every admin question (see `flush::thread::QUEUE`): this send does not wait.
-        if self.flush.jobs.send(FlushMsg::Job(FlushJob { tables: full, meta, last })).is_err() {
+        if self.flush.jobs.send(FlushMsg::Job(FlushJob { tables: full, meta, shutdown_by })).is_err() {
             self.flush_thread_gone = true;
         }
         self.overrun_pending = false;
@@ -1057,10 +1062,15 @@ impl Server {
     }
 
     /// Waits (at most `shutdown_timeout`) until the flush thread has returned the spare, and
-    /// keeps it for the next flush. For shutdown and tests; the loop itself never waits.
+    /// keeps it for the next flush. For tests; the loop itself never waits.
     pub fn wait_for_spare(&mut self) -> bool {
+        self.wait_for_spare_until(Instant::now() + self.shutdown_timeout)
+    }
+
+    fn wait_for_spare_until(&mut self, deadline: Instant) -> bool {
         if self.spare.is_none() {
-            self.spare = self.flush.spares.recv_timeout(self.shutdown_timeout).ok();
+            self.spare =
+                self.flush.spares.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok();
         }
         self.spare.is_some()
     }
@@ -1068,36 +1078,42 @@ impl Server {
     /// Flushes now, waiting for the spare if needed. Returns false when it did not come back in
     /// time (nothing was flushed).
     pub fn flush_now(&mut self) -> bool {
-        self.flush_waiting(false)
+        self.flush_waiting(Instant::now() + self.shutdown_timeout, None)
     }
 
-    fn flush_waiting(&mut self, last: bool) -> bool {
-        if !self.wait_for_spare() {
-            return false;
+    fn flush_waiting(&mut self, deadline: Instant, shutdown_by: Option<Instant>) -> bool {
+        match self.wait_for_spare_until(deadline).then(|| self.spare.take()).flatten() {
+            Some(spare) => {
+                self.send_flush(spare, Instant::now(), shutdown_by);
+                true
+            }
+            None => false,
         }
-        let spare = self.spare.take().expect("just checked");
-        self.send_flush(spare, Instant::now(), last);
-        true
     }
 
+    /// One budget, `shutdown_timeout`, for the whole exit: reading what the sockets already hold
+    /// (at most a quarter of it, so that senders that never stop cannot hold the exit), waiting
+    /// for a flush under way, the last flush, and the sinks delivering what they hold.
     fn shutdown(mut self) -> io::Result<()> {
         log::info!("stopping: draining sockets and flushing");
-        while self.drain() > 0 {}
+        let started = Instant::now();
+        let deadline = started + self.shutdown_timeout;
+        let reading_until = started + self.shutdown_timeout / 4;
+        while self.drain() > 0 && Instant::now() < reading_until {}
         // What stream clients already sent is in the socket buffers: read it.
         let now = Instant::now();
         for slot in 0..self.conns.len() {
-            while self.read_data(slot, now).0 {}
+            while self.read_data(slot, now).0 && Instant::now() < reading_until {}
         }
-        if !self.flush_waiting(true) {
+        if !self.flush_waiting(deadline, Some(deadline)) {
             log::error!("final flush skipped: the flush thread did not return within the shutdown timeout");
             return Ok(());
         }
         // The flush thread returns the tables once more and then ends, which closes the spare
-        // channel: that disconnection is the event to wait for (sinks get shutdown_timeout, plus
-        // a second for the flush itself).
-        let deadline = Instant::now() + self.shutdown_timeout + Duration::from_secs(1);
+        // channel: that disconnection is the event to wait for.
+        let exit_by = deadline + EXIT_GRACE;
         loop {
-            match self.flush.spares.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self.flush.spares.recv_timeout(exit_by.saturating_duration_since(Instant::now())) {
                 Ok(_tables) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {

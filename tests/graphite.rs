@@ -339,7 +339,8 @@ fn a_carbon_that_never_answers_delays_neither_flushes_nor_shutdown() {
     let stopping = Instant::now();
     let (status, lines) = d.terminate_lines(Duration::from_secs(10));
     assert!(status.success(), "{status}");
-    assert!(stopping.elapsed() < Duration::from_secs(4), "exit took {:?}", stopping.elapsed());
+    // 1 s for the exit, 500 ms for the flush thread to log what it dropped, a second of slack.
+    assert!(stopping.elapsed() < Duration::from_millis(2500), "exit took {:?}", stopping.elapsed());
     assert!(!lines.is_empty(), "the final flush was printed");
     drop(held);
 }

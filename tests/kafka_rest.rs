@@ -849,7 +849,8 @@ fn sigterm_with_a_hung_proxy_exits_by_the_deadline_and_reports_what_it_dropped()
     let t = Instant::now();
     let (status, _) = d.terminate_lines(T);
     assert!(status.success());
-    assert!(t.elapsed() < Duration::from_secs(3), "exit took {:?}", t.elapsed());
+    // 300 ms for the exit, 500 ms for the flush thread to log what it dropped, a second of slack.
+    assert!(t.elapsed() < Duration::from_millis(1800), "exit took {:?}", t.elapsed());
     let stderr = stderr.iter().collect::<Vec<_>>().join("\n");
     assert!(stderr.contains("by the shutdown deadline: dropped (records_dropped.shutdown)"), "{stderr}");
     assert_eq!(emu.with(|s| s.requests.len()), 1, "one request, hung: {stderr}");

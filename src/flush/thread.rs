@@ -25,8 +25,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct FlushJob {
     pub tables: Box<Tables>,
     pub meta: FlushMeta,
-    /// The final flush at shutdown: sinks are drained and the thread exits after it.
-    pub last: bool,
+    /// Set on the final flush at shutdown: the sinks deliver what they hold until then, and the
+    /// thread exits after it.
+    pub shutdown_by: Option<Instant>,
 }
 
 /// A reloaded configuration, as far as the flush thread is concerned.
@@ -108,10 +109,10 @@ pub fn spawn(
         while let Ok(msg) = job_rx.recv() {
             match msg {
                 FlushMsg::Job(job) => {
-                    let last = job.last;
+                    let shutdown_by = job.shutdown_by;
                     state.flush(job, &spare_tx);
-                    if last {
-                        state.shutdown();
+                    if let Some(deadline) = shutdown_by {
+                        state.shutdown(deadline);
                         break;
                     }
                 }
@@ -220,8 +221,7 @@ impl State {
         let _ = spare_tx.send(tables);
     }
 
-    fn shutdown(&mut self) {
-        let deadline = Instant::now() + self.shutdown_timeout;
+    fn shutdown(&mut self, deadline: Instant) {
         for sink in &mut self.sinks {
             if let Err(e) = sink.shutdown(deadline) {
                 log::error!("sink {}: not drained at shutdown: {e}", sink.name());
