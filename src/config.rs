@@ -5,6 +5,7 @@
 
 use crate::aggregate::{KeyRules, Limits};
 use crate::flush::summarize::{Bound, HistogramRule, Percentile};
+use crate::sink::tls::CaFile;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -769,6 +770,7 @@ pub struct KafkaRestFile {
     pub max_queue_bytes: Option<Size>,
     pub retry_backoff: Option<String>,
     pub retry_backoff_max: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// Flags and `KSTATSD_KAFKA_…` variables for `[sinks.kafka_rest]`.
@@ -787,6 +789,7 @@ pub struct KafkaRestOverrides {
     pub max_queue_bytes: Option<String>,
     pub retry_backoff: Option<String>,
     pub retry_backoff_max: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -811,6 +814,8 @@ pub struct KafkaRestConfig {
     /// First retry delay; it doubles up to `retry_backoff_max` (jittered; `Retry-After` wins).
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
+    /// For an https URL: the only certificate authorities trusted (else the built-in roots).
+    pub ca_file: Option<CaFile>,
 }
 
 /// `flat`: one JSON object per flush (statsd-kafka-backend's shape). `tagged`: one per series.
@@ -888,6 +893,7 @@ impl KafkaRestConfig {
                 ("--kafka-max-queue-bytes", ov.max_queue_bytes.is_some()),
                 ("--kafka-retry-backoff", ov.retry_backoff.is_some()),
                 ("--kafka-retry-backoff-max", ov.retry_backoff_max.is_some()),
+                ("--kafka-ca-file", ov.ca_file.is_some()),
             ];
             if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
                 return err(format!(
@@ -992,6 +998,7 @@ impl KafkaRestConfig {
             "30s",
             W,
         )?;
+        let ca_file = pick_ca_file(&ov.ca_file, &f.ca_file, url.base().starts_with("https://"), W)?;
         Ok(Some(KafkaRestConfig {
             url,
             topic,
@@ -1006,6 +1013,7 @@ impl KafkaRestConfig {
             max_queue_bytes,
             retry_backoff,
             retry_backoff_max,
+            ca_file,
         }))
     }
 
@@ -1018,7 +1026,7 @@ impl KafkaRestConfig {
         format!(
             "[sinks.kafka_rest]\nurl = {:?}\ntopic = {:?}\nformat = {:?}\ncontent_type = {:?}\nkey = {:?}\n\
              {}\n{}\ntimeout = \"{}ms\"\nmax_record_bytes = {}\nmax_request_bytes = {}\nmax_queue_bytes = {}\n\
-             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n",
+             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n{}",
             self.url.base(),
             self.topic,
             match self.format {
@@ -1039,7 +1047,32 @@ impl KafkaRestConfig {
             self.max_queue_bytes,
             self.retry_backoff.as_millis(),
             self.retry_backoff_max.as_millis(),
+            ca_file_toml(&self.ca_file),
         )
+    }
+}
+
+/// `ca_file` from the override or the file, read now; only for an https URL.
+fn pick_ca_file(
+    ov: &Option<String>,
+    file: &Option<String>,
+    https: bool,
+    section: &str,
+) -> Result<Option<CaFile>, ConfigError> {
+    let Some(path) = ov.as_ref().or(file.as_ref()) else { return Ok(None) };
+    if !https {
+        return err(format!("{section}.ca_file is set but the url is not https"));
+    }
+    CaFile::load(std::path::Path::new(path))
+        .map(Some)
+        .map_err(|e| ConfigError(format!("{section}.ca_file: {e}")))
+}
+
+/// The `ca_file` line of a section's TOML.
+fn ca_file_toml(ca: &Option<CaFile>) -> String {
+    match ca {
+        Some(ca) => format!("ca_file = {:?}\n", ca.path().display().to_string()),
+        None => "# ca_file is unset: https is verified against the built-in public roots\n".into(),
     }
 }
 
@@ -1232,6 +1265,7 @@ pub struct BackstopFile {
     pub max_queue_bytes: Option<Size>,
     pub retry_backoff: Option<String>,
     pub retry_backoff_max: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// Flags and `KSTATSD_BACKSTOP_…` variables for `[sinks.backstop]`.
@@ -1243,6 +1277,7 @@ pub struct BackstopOverrides {
     pub max_queue_bytes: Option<String>,
     pub retry_backoff: Option<String>,
     pub retry_backoff_max: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1257,6 +1292,8 @@ pub struct BackstopConfig {
     pub max_queue_bytes: usize,
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
+    /// For an https URL: the only certificate authorities trusted (else the built-in roots).
+    pub ca_file: Option<CaFile>,
 }
 
 impl BackstopConfig {
@@ -1274,13 +1311,15 @@ impl BackstopConfig {
             max_queue_bytes,
             retry_backoff,
             retry_backoff_max,
+            ca_file,
         } = ov;
         let any_override = url.is_some()
             || timeout.is_some()
             || max_request_bytes.is_some()
             || max_queue_bytes.is_some()
             || retry_backoff.is_some()
-            || retry_backoff_max.is_some();
+            || retry_backoff_max.is_some()
+            || ca_file.is_some();
         if file.is_none() && !any_override {
             return Ok(None);
         }
@@ -1311,6 +1350,8 @@ impl BackstopConfig {
             "10s",
             W,
         )?;
+        let ca_file =
+            pick_ca_file(ca_file, &f.ca_file, url.without_credentials().starts_with("https://"), W)?;
         Ok(Some(BackstopConfig {
             url,
             timeout,
@@ -1318,6 +1359,7 @@ impl BackstopConfig {
             max_queue_bytes,
             retry_backoff,
             retry_backoff_max,
+            ca_file,
         }))
     }
 
@@ -1325,13 +1367,14 @@ impl BackstopConfig {
     pub fn to_toml(&self) -> String {
         format!(
             "[sinks.backstop]\nurl = {:?}\ntimeout = \"{}ms\"\nmax_request_bytes = {}\nmax_queue_bytes = {}\n\
-             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n",
+             retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n{}",
             self.url.to_string(),
             self.timeout.as_millis(),
             self.max_request_bytes,
             self.max_queue_bytes,
             self.retry_backoff.as_millis(),
             self.retry_backoff_max.as_millis(),
+            ca_file_toml(&self.ca_file),
         )
     }
 }

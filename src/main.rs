@@ -221,6 +221,10 @@ struct Cli {
     /// Longest retry delay [sinks.backstop.retry_backoff_max; default 10s].
     #[arg(long, env = "KSTATSD_BACKSTOP_RETRY_BACKOFF_MAX")]
     backstop_retry_backoff_max: Option<String>,
+    /// For an https URL: a PEM file of the only CAs to trust, instead of the built-in public roots
+    /// [sinks.backstop.ca_file].
+    #[arg(long, env = "KSTATSD_BACKSTOP_CA_FILE")]
+    backstop_ca_file: Option<String>,
 
     /// Backstop publish URL, as docker-stats-to-backstop's --backstop (same as --backstop-url).
     #[arg(long, env = "SRV_BACKSTOP", hide_env_values = true)]
@@ -284,6 +288,10 @@ struct Cli {
     /// Longest retry delay [sinks.kafka_rest.retry_backoff_max; default 30s].
     #[arg(long, env = "KSTATSD_KAFKA_RETRY_BACKOFF_MAX")]
     kafka_retry_backoff_max: Option<String>,
+    /// For an https URL: a PEM file of the only CAs to trust, instead of the built-in public roots
+    /// [sinks.kafka_rest.ca_file].
+    #[arg(long, env = "KSTATSD_KAFKA_CA_FILE")]
+    kafka_ca_file: Option<String>,
 }
 
 impl Cli {
@@ -351,6 +359,7 @@ impl Cli {
                 max_queue_bytes: self.backstop_max_queue_bytes.clone(),
                 retry_backoff: self.backstop_retry_backoff.clone(),
                 retry_backoff_max: self.backstop_retry_backoff_max.clone(),
+                ca_file: self.backstop_ca_file.clone(),
             },
             docker: kstatsd::source::docker::DockerOverrides {
                 url: self.docker.clone(),
@@ -372,6 +381,7 @@ impl Cli {
                 max_queue_bytes: self.kafka_max_queue_bytes.clone(),
                 retry_backoff: self.kafka_retry_backoff.clone(),
                 retry_backoff_max: self.kafka_retry_backoff_max.clone(),
+                ca_file: self.kafka_ca_file.clone(),
             },
         }
     }

@@ -242,7 +242,11 @@ fn the_example_config_parses_with_the_binary_as_shipped_and_uncommented() {
 
     // Every commented-out key switched on: each is a real key with a valid example value. The
     // Graphite section shows `address` and its alternative, `host` and `port`: one at a time.
-    let on = uncommented(&read("kstatsd.example.toml"));
+    // `ca_file` is read at once, and the example's path does not exist here: the test's
+    // certificate stands in for it.
+    let ca = format!("{}/tests/fixtures/tls/self-signed.crt.pem", env!("CARGO_MANIFEST_DIR"));
+    let on =
+        uncommented(&read("kstatsd.example.toml")).replace("\"/etc/kstatsd/ca.pem\"", &format!("{ca:?}"));
     let dir = std::env::temp_dir().join(format!("kstatsd-packaging-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, drop) in [("address.toml", "host = "), ("host-port.toml", "address = ")] {

@@ -11,7 +11,9 @@
 //! The certificate in `tests/fixtures/tls/` is self-signed for 127.0.0.1 and `localhost`, valid
 //! 2000–2100 (so a test host's clock cannot make it "not yet valid"); a client that trusts it
 //! completes a request with the same server, so kstatsd's refusal is about trust alone.
-//! kstatsd has no setting to add a CA of its own: it trusts the Mozilla roots it is built with.
+//! By default kstatsd trusts the Mozilla roots it is built with; a sink's `ca_file` replaces them
+//! with the certificates of a PEM file: with the test certificate's own file the same server is
+//! trusted, with an unrelated CA's (`other-ca.crt.pem`) it is still refused.
 
 mod common;
 
@@ -429,6 +431,10 @@ fn credentials_stay_out_of_the_admin_port_and_of_sink_errors() {
 
 // ---- https: certificates verified, fail closed ----
 
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// What a TLS server saw on one connection.
 #[derive(Debug)]
 struct Seen {
@@ -647,4 +653,123 @@ fn https_sinks_refuse_a_certificate_they_cannot_verify_and_never_fall_back_to_ht
         assert!(line.contains("invalid peer certificate"), "{line}");
     }
     assert_no_secret("the log", &log);
+}
+
+/// A sink's `ca_file` is what it trusts, and all it trusts: with the file of the server's own
+/// certificate, both https sinks complete their requests (the server decrypts the flush); with an
+/// unrelated CA's file, the same server is refused as before. A `ca_file` that cannot be used is
+/// a configuration error, not a silent fallback to the built-in roots.
+#[test]
+fn a_ca_file_replaces_the_built_in_roots_for_the_https_sinks() {
+    let start = |ca: &str, kafka: SocketAddr, backstop: SocketAddr| {
+        Daemon::start(&[
+            "--flush-interval",
+            "100ms",
+            "--kafka-rest",
+            &format!("https://{kafka}/"),
+            "--kafka-topic",
+            "metrics",
+            "--kafka-ca-file",
+            &fixture(ca),
+            "--kafka-retry-backoff",
+            "20ms",
+            "--backstop-url",
+            &format!("https://{backstop}/publish/statsd"),
+            "--backstop-ca-file",
+            &fixture(ca),
+            "--backstop-retry-backoff",
+            "20ms",
+            "--shutdown-timeout",
+            "1s",
+        ])
+    };
+    // Trusted: the flush arrives over TLS at both servers.
+    let (kafka_addr, kafka_seen) = tls_server();
+    let (backstop_addr, backstop_seen) = tls_server();
+    let d = start("self-signed.crt.pem", kafka_addr, backstop_addr);
+    d.send("tls.trusted:5|c");
+    for (seen, path) in [(&kafka_seen, "POST /topics/metrics "), (&backstop_seen, "POST /publish/statsd ")] {
+        let deadline = Instant::now() + WAIT;
+        let s = loop {
+            let s = seen.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a request");
+            if String::from_utf8_lossy(&s.request).contains("tls.trusted") {
+                break s;
+            }
+        };
+        assert_eq!(s.first_byte, Some(0x16), "{s:?}");
+        assert_eq!(s.handshake, Ok(()), "{s:?}");
+        assert!(String::from_utf8_lossy(&s.request).starts_with(path), "{s:?}");
+    }
+    let (status, _) = d.terminate_lines(WAIT);
+    assert!(status.success());
+
+    // An unrelated CA: refused at the handshake, nothing sent.
+    let (kafka_addr, kafka_seen) = tls_server();
+    let (backstop_addr, backstop_seen) = tls_server();
+    let d = start("other-ca.crt.pem", kafka_addr, backstop_addr);
+    d.send("tls.untrusted:5|c");
+    let mut seen = connections(&kafka_seen, 2);
+    seen.extend(connections(&backstop_seen, 2));
+    for s in &seen {
+        assert_eq!(s.first_byte, Some(0x16), "{s:?}");
+        assert!(s.handshake.is_err() && s.request.is_empty(), "{s:?}");
+    }
+    let (status, _) = d.terminate_lines(WAIT);
+    assert!(status.success());
+
+    // Unusable files and an http URL are refused when the configuration is read.
+    for (args, why) in [
+        (
+            vec![
+                "--kafka-rest",
+                "https://127.0.0.1:1/",
+                "--kafka-topic",
+                "t",
+                "--kafka-ca-file",
+                "/nonexistent.pem",
+            ],
+            "sinks.kafka_rest.ca_file: /nonexistent.pem: No such file",
+        ),
+        (
+            vec![
+                "--backstop-url",
+                "https://127.0.0.1:1/publish/x",
+                "--backstop-ca-file",
+                &fixture("self-signed.crt.der"),
+            ],
+            "no certificate",
+        ),
+        (
+            vec![
+                "--kafka-rest",
+                "http://127.0.0.1:1/",
+                "--kafka-topic",
+                "t",
+                "--kafka-ca-file",
+                &fixture("self-signed.crt.pem"),
+            ],
+            "sinks.kafka_rest.ca_file is set but the url is not https",
+        ),
+    ] {
+        let out = Command::new(BIN).arg("--check-config").args(&args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(why), "{args:?}: {text}");
+    }
+    // A good one is shown in the effective configuration.
+    let out = Command::new(BIN)
+        .args([
+            "--check-config",
+            "--kafka-rest",
+            "https://127.0.0.1:1/",
+            "--kafka-topic",
+            "t",
+            "--kafka-ca-file",
+        ])
+        .arg(fixture("self-signed.crt.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("ca_file = {:?}", fixture("self-signed.crt.pem"))), "{text}");
 }

@@ -166,6 +166,7 @@ impl Backstop {
             max_backoff: config.retry_backoff_max,
         };
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(super::tls::tls_config(config.ca_file.as_ref()))
             .timeout_global(Some(config.timeout))
             .http_status_as_error(false)
             .max_redirects(0)

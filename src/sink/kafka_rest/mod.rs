@@ -71,6 +71,7 @@ impl KafkaRest {
                 framing: framing.clone(),
                 retry_backoff: cfg.retry_backoff,
                 retry_backoff_max: cfg.retry_backoff_max,
+                tls: crate::sink::tls::tls_config(cfg.ca_file.as_ref()),
             },
         );
         let handle = std::thread::Builder::new().name("kstatsd-kafka".into()).spawn(move || worker.run())?;

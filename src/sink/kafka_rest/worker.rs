@@ -44,6 +44,8 @@ pub(crate) struct WorkerConfig {
     pub framing: Framing,
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
+    /// Which certificate authorities an https proxy may present (see `sink::tls`).
+    pub tls: ureq::tls::TlsConfig,
 }
 
 /// What one request came to.
@@ -94,6 +96,7 @@ pub(crate) struct Worker {
 impl Worker {
     pub fn new(shared: Arc<Shared>, cfg: WorkerConfig) -> Worker {
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(cfg.tls.clone())
             .http_status_as_error(false)
             .max_redirects(0)
             // The proxy is addressed directly: HTTP(S)_PROXY variables are not for it.
