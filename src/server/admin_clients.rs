@@ -1,0 +1,183 @@
+//! The management port's clients on the ingest thread (`streams` accepts them and drops stalled
+//! ones): reading their commands, answering those the loop knows about itself, and writing their
+//! output. What they ask about the known series is answered by the flush thread (which owns it):
+//! the question goes over the flush channel with `try_send`, the answer comes back on `replies`
+//! and a `mio::Waker` wakes the loop.
+
+use super::streams::{Conn, Role};
+use super::Server;
+use crate::flush::thread::FlushMsg;
+use crate::net::admin::{self, Command, LiveFigures, Query};
+use std::io::{self, Read};
+use std::sync::mpsc::TrySendError;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Server {
+    pub(super) fn admin_read(&mut self, slot: usize, now: Instant) {
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            let Role::Admin(client) = &mut conn.role else { return };
+            match conn.stream.read(&mut self.stream_buf) {
+                Ok(0) => {
+                    self.close(slot);
+                    return;
+                }
+                Ok(n) => {
+                    client.input.extend_from_slice(&self.stream_buf[..n]);
+                    self.admin_commands(slot, now);
+                    // What is left is an unfinished line, or commands queued behind a question
+                    // to the flush thread: either way, bounded.
+                    let Some(Some(Conn { role: Role::Admin(client), .. })) = self.conns.get(slot) else {
+                        return;
+                    };
+                    if client.input.len() > admin::INPUT_LIMIT {
+                        log::warn!(
+                            "admin: dropping a client with over {} bytes of unanswered input",
+                            admin::INPUT_LIMIT
+                        );
+                        self.close(slot);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close(slot);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs the client's buffered commands until one needs the flush thread.
+    fn admin_commands(&mut self, slot: usize, now: Instant) {
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            let id = conn.id;
+            let Role::Admin(client) = &mut conn.role else { return };
+            if client.waiting || client.closing {
+                break;
+            }
+            let Some(line) = client.next_line() else { break };
+            let cmd = Command::parse(&line);
+            let reply = if cmd.mutates() && !self.config.server.admin_allow_mutations {
+                Some(admin::text_reply(
+                    "ERROR: this command is disabled (server.admin_allow_mutations = false)",
+                ))
+            } else {
+                match cmd {
+                    Command::Nothing => None,
+                    Command::Help => Some(admin::text_reply(admin::HELP)),
+                    Command::Health(set) => {
+                        if let Some(up) = set {
+                            self.healthy = up;
+                        }
+                        Some(admin::text_reply(if self.healthy { "health: up" } else { "health: down" }))
+                    }
+                    Command::Config => Some(admin::text_reply(&self.config_text)),
+                    Command::Quit => {
+                        client.closing = true;
+                        None
+                    }
+                    Command::Unknown(c) => {
+                        Some(admin::text_reply(&format!("ERROR: unknown command `{c}` (try help)")))
+                    }
+                    Command::Stats { json } => {
+                        let live = Box::new(self.live_figures());
+                        self.ask_flush_thread(slot, id, Query::Stats { json, live })
+                    }
+                    Command::List(kind) => self.ask_flush_thread(slot, id, Query::List(kind)),
+                    Command::Delete { kind, patterns } => {
+                        self.ask_flush_thread(slot, id, Query::Delete { kind, patterns })
+                    }
+                }
+            };
+            if let Some(r) = reply {
+                if !self.admin_push(slot, &r) {
+                    return;
+                }
+            }
+        }
+        self.admin_write(slot, now);
+    }
+
+    /// Sends a question to the flush thread; an error reply when it cannot take it now.
+    fn ask_flush_thread(&mut self, slot: usize, id: u64, query: Query) -> Option<Vec<u8>> {
+        let req = admin::Request {
+            slot,
+            id,
+            query,
+            reply: self.replies_tx.clone(),
+            waker: Arc::clone(&self.waker),
+        };
+        match self.flush.jobs.try_send(FlushMsg::Admin(Box::new(req))) {
+            Ok(()) => {
+                if let Some(Some(Conn { role: Role::Admin(c), .. })) = self.conns.get_mut(slot) {
+                    c.waiting = true;
+                }
+                None
+            }
+            Err(TrySendError::Full(_)) => {
+                Some(admin::text_reply("ERROR: the flush thread is busy; try again"))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                Some(admin::text_reply("ERROR: the flush thread has stopped"))
+            }
+        }
+    }
+
+    fn live_figures(&self) -> LiveFigures {
+        let now = Instant::now();
+        LiveFigures {
+            uptime_s: now.duration_since(self.started).as_secs(),
+            last_msg_seen_s: now.duration_since(self.last_data).as_secs(),
+            interval: self.active.stats.clone(),
+            interval_series: self.active.series_count(),
+            connections_open: self.data_conns,
+            admin_clients: self.admin_conns,
+            overruns_pending: self.overruns,
+            healthy: self.healthy,
+        }
+    }
+
+    /// Queues output for an admin client; drops the client (returning false) over its limit.
+    fn admin_push(&mut self, slot: usize, reply: &[u8]) -> bool {
+        let Some(Some(Conn { role: Role::Admin(c), .. })) = self.conns.get_mut(slot) else { return false };
+        if c.push(reply) {
+            return true;
+        }
+        log::warn!("admin: dropping a client that does not read its replies ({} bytes pending)", c.pending());
+        self.close(slot);
+        false
+    }
+
+    pub(super) fn admin_write(&mut self, slot: usize, now: Instant) {
+        let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+        let Role::Admin(client) = &mut conn.role else { return };
+        match client.write_to(&mut conn.stream, now) {
+            Ok(true) if client.closing => self.close(slot),
+            Ok(_) => {}
+            Err(_) => self.close(slot),
+        }
+    }
+
+    /// Hands the flush thread's answers to their clients and runs what they sent meanwhile.
+    pub(super) fn take_replies(&mut self, now: Instant) {
+        while let Ok(r) = self.replies.try_recv() {
+            let Some(Some(conn)) = self.conns.get_mut(r.slot) else { continue };
+            if conn.id != r.id {
+                continue; // that client is gone and its slot reused
+            }
+            if let Role::Admin(c) = &mut conn.role {
+                c.waiting = false;
+            }
+            if self.admin_push(r.slot, &r.text) {
+                self.admin_commands(r.slot, now);
+            }
+        }
+        if self.reload.is_some() {
+            self.reload_step();
+        }
+    }
+}

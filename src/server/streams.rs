@@ -1,0 +1,294 @@
+//! Stream connections on the ingest thread: accepting them from the TCP and Unix stream
+//! listeners (management-port clients included, which `admin_clients` then serves), reading the
+//! data connections that have data, closing them, and the idle and stall timeouts.
+//!
+//! Streams are edge-triggered: a readiness event is reported once, so a connection that still
+//! has data after its share of reads stays in the `ready` list until a read comes back short or
+//! `WouldBlock`. Stream reads land in one shared 64 KiB buffer; complete lines are parsed from
+//! there, only a line's unfinished tail is copied into its connection ([`LineFramer`]).
+
+use super::{Server, CONN_BASE, STREAM_READS};
+use crate::aggregate::{count_too_long, ingest_stream_line, Observe, Tables};
+use crate::net::admin::{self, AdminClient};
+use crate::net::tcp::{Framed, LineFramer};
+use crate::net::ListenerSocket;
+use crate::parse::LineBuf;
+use mio::event::Source;
+use mio::{Interest, Registry, Token};
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+pub(super) enum Stream {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Unix(s) => s,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(super) enum Role {
+    Data(LineFramer),
+    Admin(AdminClient),
+}
+
+pub(super) struct Conn {
+    pub(super) stream: Stream,
+    /// Unique for the daemon's life (slots are reused; admin replies carry this).
+    pub(super) id: u64,
+    last_active: Instant,
+    /// In `ready` (has unread data).
+    pub(super) queued: bool,
+    pub(super) role: Role,
+}
+
+impl Server {
+    /// Accepts every pending connection on listener `li`, refusing (and counting) those over
+    /// the limit.
+    pub(super) fn accept(&mut self, li: usize, now: Instant) {
+        loop {
+            let l = &self.listeners[li];
+            let accepted = match &l.socket {
+                ListenerSocket::Tcp(t) => t.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Stream::Tcp(s)
+                }),
+                ListenerSocket::Unix(u, _) => u.accept().map(|(s, _)| Stream::Unix(s)),
+            };
+            let mut stream = match accepted {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: what is still queued is accepted with the next event.
+                    if !std::mem::replace(&mut self.error_logged, true) {
+                        log::error!(
+                            "accept on {} failed: {e} (at most one such error is logged per flush interval)",
+                            l.local
+                        );
+                    }
+                    return;
+                }
+            };
+            let admin = l.admin;
+            if admin && self.admin_conns >= admin::MAX_CLIENTS {
+                if !std::mem::replace(&mut self.error_logged, true) {
+                    log::warn!(
+                        "admin: {} clients already connected; refusing others (at most one such error is logged per flush interval)",
+                        admin::MAX_CLIENTS
+                    );
+                }
+                continue;
+            }
+            if !admin && self.data_conns >= self.config.server.max_tcp_connections {
+                self.active.stats.connections_refused += 1;
+                if !self.refusal_logged {
+                    self.refusal_logged = true;
+                    log::warn!(
+                        "{} stream connections open (max_tcp_connections): refusing new ones (counted in connections_refused)",
+                        self.data_conns
+                    );
+                }
+                continue;
+            }
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            let interest = if admin { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            if let Err(e) = self.poll.registry().register(stream.source(), Token(CONN_BASE + slot), interest)
+            {
+                log::error!("cannot register a connection: {e}");
+                self.free.push(slot);
+                continue;
+            }
+            let role = if admin {
+                self.admin_conns += 1;
+                Role::Admin(AdminClient::default())
+            } else {
+                self.data_conns += 1;
+                self.active.stats.connections_opened += 1;
+                Role::Data(LineFramer::default())
+            };
+            self.next_conn_id += 1;
+            // Data may already be there (edge-triggered: no event will say so).
+            let queued = !admin;
+            self.conns[slot] = Some(Conn { stream, id: self.next_conn_id, last_active: now, queued, role });
+            if queued {
+                self.ready.push(slot);
+            }
+        }
+    }
+
+    pub(super) fn close(&mut self, slot: usize) {
+        close_conn(
+            &mut self.conns,
+            &mut self.free,
+            self.poll.registry(),
+            slot,
+            &mut self.data_conns,
+            &mut self.admin_conns,
+        );
+    }
+
+    /// Reads the connections that have data; returns the number of reads that brought some.
+    pub(super) fn service_ready(&mut self) -> usize {
+        let mut reads = 0;
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.ready.len() {
+            let slot = self.ready[i];
+            let (more, n) = self.read_data(slot, now);
+            reads += n;
+            if more {
+                i += 1;
+            } else {
+                self.ready.swap_remove(i);
+                if let Some(Some(c)) = self.conns.get_mut(slot) {
+                    c.queued = false;
+                }
+            }
+        }
+        reads
+    }
+
+    /// Reads one data connection (at most `STREAM_READS` times). Returns whether it may still
+    /// have data, and the reads that brought some.
+    pub(super) fn read_data(&mut self, slot: usize, now: Instant) -> (bool, usize) {
+        let Server {
+            conns,
+            free,
+            poll,
+            data_conns,
+            admin_conns,
+            stream_buf,
+            active,
+            line_buf,
+            dump,
+            config,
+            ..
+        } = self;
+        let max_line = config.server.max_line_bytes;
+        let Some(Some(conn)) = conns.get_mut(slot) else { return (false, 0) };
+        let Role::Data(framer) = &mut conn.role else { return (false, 0) };
+        let mut noop = ();
+        let obs: &mut dyn Observe = match dump {
+            Some(d) => d,
+            None => &mut noop,
+        };
+        let mut reads = 0;
+        for _ in 0..STREAM_READS {
+            match conn.stream.read(stream_buf) {
+                Ok(0) => {
+                    framer.finish(&mut |f: Framed<'_>| stream_line(active, line_buf, obs, f));
+                    close_conn(conns, free, poll.registry(), slot, data_conns, admin_conns);
+                    return (false, reads);
+                }
+                Ok(n) => {
+                    reads += 1;
+                    conn.last_active = now;
+                    active.stats.packets += 1;
+                    active.stats.bytes += n as u64;
+                    framer.feed(&stream_buf[..n], max_line, &mut |f: Framed<'_>| {
+                        stream_line(active, line_buf, obs, f)
+                    });
+                    if n < stream_buf.len() {
+                        // Drained: new data brings a new edge.
+                        return (false, reads);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (false, reads),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    close_conn(conns, free, poll.registry(), slot, data_conns, admin_conns);
+                    return (false, reads);
+                }
+            }
+        }
+        (true, reads)
+    }
+
+    /// Closes idle data connections, and admin clients whose output has not moved for
+    /// `admin::STALL_TIMEOUT`.
+    pub(super) fn housekeeping(&mut self, now: Instant) {
+        let idle = self.config.server.tcp_idle_timeout;
+        for slot in 0..self.conns.len() {
+            let Some(c) = &self.conns[slot] else { continue };
+            let expired = match &c.role {
+                Role::Data(_) => idle.is_some_and(|t| now.duration_since(c.last_active) >= t),
+                Role::Admin(a) => {
+                    a.stalled_since.is_some_and(|t| now.duration_since(t) >= admin::STALL_TIMEOUT)
+                }
+            };
+            if expired {
+                if matches!(c.role, Role::Data(_)) {
+                    self.active.stats.connections_timed_out += 1;
+                } else {
+                    log::warn!(
+                        "admin: dropping a client that has not read its output for {:?}",
+                        admin::STALL_TIMEOUT
+                    );
+                }
+                self.close(slot);
+            }
+        }
+        // Often enough that a timeout fires within a quarter of itself.
+        let tick = idle.map_or(Duration::from_secs(1), |t| {
+            (t / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        });
+        self.next_housekeeping = now + tick;
+    }
+}
+
+/// One framed line of a stream connection.
+#[inline]
+fn stream_line(tables: &mut Tables, buf: &mut LineBuf, obs: &mut dyn Observe, f: Framed<'_>) {
+    match f {
+        Framed::Line(line) => ingest_stream_line(tables, line, buf, obs),
+        Framed::TooLong => count_too_long(tables),
+    }
+}
+
+fn close_conn(
+    conns: &mut [Option<Conn>],
+    free: &mut Vec<usize>,
+    registry: &Registry,
+    slot: usize,
+    data_conns: &mut usize,
+    admin_conns: &mut usize,
+) {
+    if let Some(mut c) = conns.get_mut(slot).and_then(Option::take) {
+        let _ = registry.deregister(c.stream.source());
+        match c.role {
+            Role::Data(_) => *data_conns -= 1,
+            Role::Admin(_) => *admin_conns -= 1,
+        }
+        free.push(slot);
+    }
+}
