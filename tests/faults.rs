@@ -17,10 +17,10 @@ mod common;
 
 use common::carbon::Carbon;
 use common::kafka_emulator::{Emulator, Fault, State};
-use common::{parse_flush, Daemon, Flush};
+use common::{parse_flush, ports, Daemon, Flush};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::ExitStatusExt;
@@ -590,20 +590,13 @@ fn sigterm_with_the_proxy_hung_exits_by_the_deadline_and_counts_what_it_dropped(
     sigterm_with_the_proxy_down(true);
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn sigkill_while_the_proxy_holds_a_post_then_a_restart_on_the_same_sockets_starts_cleanly() {
     let dir = tmp_dir("sigkill");
     let emu = Emulator::start();
     emu.with(|s| s.sticky = Some(Fault::Hang));
-    let (udp, tcp, admin_port) = (free_udp_port(), free_tcp_port(), free_tcp_port());
+    // Below the ephemeral range, so that no other test is given them while the daemon is down.
+    let (udp, tcp, admin_port) = (ports::free_port(), ports::free_port(), ports::free_port());
     let (dgram, stream) = (dir.join("dgram.sock"), dir.join("stream.sock"));
     let config = dir.join("kstatsd.toml");
     std::fs::write(

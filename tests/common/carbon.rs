@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,10 +21,6 @@ pub struct Carbon {
     query_port: u16,
     child: Option<Child>,
     starts: u32,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn can_connect(port: u16) -> bool {
@@ -48,9 +44,9 @@ impl Carbon {
         for _ in 0..3 {
             let mut c = Carbon {
                 dir: dir.clone(),
-                line_port: free_port(),
-                pickle_port: free_port(),
-                query_port: free_port(),
+                line_port: super::ports::free_port(),
+                pickle_port: super::ports::free_port(),
+                query_port: super::ports::free_port(),
                 child: None,
                 starts: 0,
             };

@@ -150,7 +150,9 @@ impl Emulator {
             conn_ids: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // Below the ephemeral range: `down` frees the port, and no other test may get it before
+        // `up` takes it back (see `ports`).
+        let listener = super::ports::tcp_listener();
         let addr = listener.local_addr().unwrap();
         let mut e = Emulator { addr, inner, acceptor: None };
         e.listen(listener);
@@ -192,9 +194,20 @@ impl Emulator {
         }
     }
 
-    /// Listens again on the same address.
+    /// Listens again on the same address (waiting, at most 10 s, for a connection of another
+    /// test that was given the port meanwhile to go).
     pub fn up(&mut self) {
-        let listener = TcpListener::bind(self.addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("the emulator's port {}: {e}", self.addr),
+            }
+        };
         self.listen(listener);
     }
 

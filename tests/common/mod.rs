@@ -9,6 +9,7 @@ pub mod carbon;
 pub mod dockerd;
 pub mod http;
 pub mod kafka_emulator;
+pub mod ports;
 pub mod vectors;
 
 use std::collections::BTreeMap;
