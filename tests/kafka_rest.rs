@@ -9,7 +9,7 @@
 mod common;
 
 use common::kafka_emulator::{
-    unbase64, Emulator, Fault, Record, RecordFault, State, BINARY_V2, JSON_V1, JSON_V2,
+    unbase64, Emulator, Fault, Record, RecordFault, RetryAfter, State, BINARY_V2, JSON_V1, JSON_V2,
 };
 use common::{parse_flush, Daemon, Flush};
 use kstatsd::config::{parse_file, Config, ConsoleFormat, Overrides};
@@ -540,8 +540,9 @@ fn retriable_answers_resend_the_same_records_after_backoff_honouring_retry_after
     let emu = Emulator::start();
     emu.with(|s| {
         s.faults = [
-            Fault::Status { status: 429, error_code: 42901, retry_after: Some(1) },
-            Fault::status(503),
+            Fault::Status { status: 429, error_code: 42901, retry_after: Some(RetryAfter::Seconds(1)) },
+            // An HTTP-date 2 s after the answer, to the second: at least a second's wait.
+            Fault::Status { status: 503, error_code: 50302, retry_after: Some(RetryAfter::DateIn(2)) },
             Fault::status(500),
             Fault::status(502),
             Fault::status(504),
@@ -562,7 +563,9 @@ fn retriable_answers_resend_the_same_records_after_backoff_honouring_retry_after
     assert!(reqs.iter().all(|r| r.body == reqs[0].body), "each attempt resends the same records");
     let waited = reqs[1].at - reqs[0].at;
     assert!(waited >= Duration::from_millis(990), "Retry-After: 1 honoured, waited {waited:?}");
-    for w in reqs[1..5].windows(2) {
+    let waited = reqs[2].at - reqs[1].at;
+    assert!(waited >= Duration::from_millis(990), "Retry-After as an HTTP-date honoured, waited {waited:?}");
+    for w in reqs[2..5].windows(2) {
         assert!(w[1].at - w[0].at >= Duration::from_millis(10), "a backoff between attempts");
     }
     let value = reqs[7].records[0].value.clone();

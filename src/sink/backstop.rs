@@ -307,8 +307,7 @@ impl Deliver for Post {
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(|v| super::retry_after::parse(v, std::time::SystemTime::now()));
                 let body = resp.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
                 classify(status, &body, retry_after)
             }

@@ -9,6 +9,7 @@ pub mod graphite;
 pub mod kafka_rest;
 pub mod outbox;
 pub mod pickle;
+pub mod retry_after;
 pub mod tls;
 
 pub use console::Console;

@@ -26,13 +26,37 @@ pub const BINARY_V2: &str = "application/vnd.kafka.binary.v2+json";
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Answer `status` with a request-level error body (and `Retry-After` when given).
-    Status { status: u16, error_code: i64, retry_after: Option<u64> },
+    Status { status: u16, error_code: i64, retry_after: Option<RetryAfter> },
     /// Read the request and never answer, until `release_hangs` or the emulator goes.
     Hang,
     /// Produce normally, but answer after this long.
     Slow(Duration),
     /// Read the request and close the connection without a word.
     Close,
+}
+
+/// A `Retry-After` header: seconds, or the HTTP-date that many seconds after the answer.
+#[derive(Clone, Copy, Debug)]
+pub enum RetryAfter {
+    Seconds(u64),
+    DateIn(u64),
+}
+
+impl RetryAfter {
+    /// The header's value. The date is the `date` program's, in IMF-fixdate form, to the second.
+    fn value(self) -> String {
+        match self {
+            RetryAfter::Seconds(s) => s.to_string(),
+            RetryAfter::DateIn(s) => {
+                let out = std::process::Command::new("date")
+                    .args(["-u", "-d", &format!("+{s} seconds"), "+%a, %d %b %Y %H:%M:%S GMT"])
+                    .env("LC_ALL", "C")
+                    .output()
+                    .unwrap();
+                String::from_utf8(out.stdout).unwrap().trim().to_string()
+            }
+        }
+    }
 }
 
 impl Fault {
@@ -291,8 +315,8 @@ fn serve(inner: &Inner, stream: TcpStream, conn: u64) {
             reason(status),
             body.len()
         );
-        if let Some(s) = retry_after {
-            head.push_str(&format!("Retry-After: {s}\r\n"));
+        if let Some(r) = retry_after {
+            head.push_str(&format!("Retry-After: {}\r\n", r.value()));
         }
         head.push_str("\r\n");
         head.push_str(&body);

@@ -269,8 +269,8 @@ impl Worker {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            .and_then(|v| crate::sink::retry_after::parse(v, std::time::SystemTime::now()))
+            .map(|d| d.min(MAX_RETRY_AFTER));
         self.answer.clear();
         let read = resp.body_mut().with_config().limit(MAX_ANSWER).reader().read_to_end(&mut self.answer);
         if let Err(e) = read {
