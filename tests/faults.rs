@@ -26,7 +26,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -588,6 +588,42 @@ fn sigterm_with_the_proxy_refusing_exits_by_the_deadline_and_counts_what_it_drop
 #[test]
 fn sigterm_with_the_proxy_hung_exits_by_the_deadline_and_counts_what_it_dropped() {
     sigterm_with_the_proxy_down(true);
+}
+
+/// Senders that never stop cannot hold the exit: reading what the socket holds at SIGTERM gets
+/// at most a quarter of `shutdown_timeout`, and the whole exit stays within its bound while two
+/// threads keep the socket full. (Before, the final drain read until the socket was empty, which
+/// under such a flood it never is.)
+#[test]
+fn sigterm_under_a_flood_that_never_stops_exits_within_the_bound() {
+    let mut d = Daemon::start(&["--flush-interval", "200ms", "--shutdown-timeout", "1s"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, to) = (Arc::clone(&stop), d.udp);
+            std::thread::spawn(move || {
+                let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = tx.send_to(b"flood.c:1|c", to);
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    // The flood is on: lines are arriving.
+    let s = d.flush_with("stats_counts.flood.c", T);
+    assert!(s["stats_counts.flood.c"] > 0.0);
+    let t = Instant::now();
+    sigterm(&d.child);
+    let status = wait_exit(&mut d.child, T);
+    let took = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent: u64 = senders.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(status.success(), "{status:?}");
+    assert!(took < exit_bound(Duration::from_secs(1)), "exit took {took:?} with a 1 s shutdown_timeout");
+    assert!(sent > 0);
 }
 
 #[test]
