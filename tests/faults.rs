@@ -603,27 +603,24 @@ fn sigterm_under_a_flood_that_never_stops_exits_within_the_bound() {
             let (stop, to) = (Arc::clone(&stop), d.udp);
             std::thread::spawn(move || {
                 let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let mut sent = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let _ = tx.send_to(b"flood.c:1|c", to);
-                    sent += 1;
                 }
-                sent
             })
         })
         .collect();
     // The flood is on: lines are arriving.
-    let s = d.flush_with("stats_counts.flood.c", T);
-    assert!(s["stats_counts.flood.c"] > 0.0);
+    d.flush_with("stats_counts.flood.c", T);
     let t = Instant::now();
     sigterm(&d.child);
     let status = wait_exit(&mut d.child, T);
     let took = t.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let sent: u64 = senders.into_iter().map(|h| h.join().unwrap()).sum();
+    for h in senders {
+        h.join().unwrap();
+    }
     assert!(status.success(), "{status:?}");
     assert!(took < exit_bound(Duration::from_secs(1)), "exit took {took:?} with a 1 s shutdown_timeout");
-    assert!(sent > 0);
 }
 
 #[test]
