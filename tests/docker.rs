@@ -7,6 +7,7 @@
 //!
 //! When dockerd cannot run here (not installed, not root, refused by the kernel) the test FAILS
 //! with dockerd's own words: it never skips silently.
+#![cfg(feature = "peers")]
 
 mod common;
 

@@ -18,6 +18,7 @@
 //!
 //! Runs on the test thread plus one driver thread per daemon (each waits for its own daemon's
 //! flush boundary, then sends that interval's datagrams), a carbon accept thread and log readers.
+#![cfg(feature = "peers")]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! printed for that same flush. Carbon restarted under a flushing kstatsd: the queued flushes
 //! arrive, the console keeps flushing on time, ingest counts everything. A full queue drops its
 //! oldest flushes and counts them. Carbon's own unpickler reads our split pickle frames.
+#![cfg(feature = "peers")]
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Hostile input, cardinality floods and kernel drops, against the real `kstatsd` binary over
-//! real sockets (issue 8, items 4–6). A million datagrams from a fixed-seed generator written
+//! real sockets. A million datagrams from a fixed-seed generator written
 //! here — lines of every bad class whose reason is known, random bytes, mutated lines, valid
 //! lines mixed in — are paced into the live daemon so that the kernel drops none (checked in
 //! /proc/net/udp): the process survives and exits 0 on SIGTERM, every valid line is counted

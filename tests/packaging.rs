@@ -1,4 +1,4 @@
-//! Packaging (issue 8, item 8): `packaging/kstatsd.example.toml` documents every key the
+//! Packaging: `packaging/kstatsd.example.toml` documents every key the
 //! configuration accepts and parses with the real binary (as shipped, and with every
 //! commented-out key switched on); `packaging/kstatsd.service` has the hardening and lifecycle
 //! directives, and its command lines are ones the binary accepts; `packaging/Dockerfile` is

@@ -1,4 +1,4 @@
-//! Secure defaults (issue 8, item 7), against the real binary: with no configuration every
+//! Secure defaults, against the real binary: with no configuration every
 //! listener binds to loopback (the start-up log and the kernel's socket tables agree); no UDP
 //! datagram, however malformed, ever gets an answer, and the daemon holds no socket it could
 //! answer from; credentials in sink URLs stay out of the admin `config` and `stats` answers, the

@@ -1,4 +1,4 @@
-//! The recorded etsy statsd 0.9.0 vectors (`../shared/vectors/*.json`), replayed through the
+//! The recorded etsy statsd 0.9.0 vectors (`tests/fixtures/vectors/*.json`), replayed through the
 //! library with an exact 1 s interval: every name etsy flushed must come out of kstatsd with
 //! the same f64, and kstatsd may add only its own `statsd.` meta names. (The same vectors go
 //! through the real daemon over UDP in `udp_engine.rs`.)

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod alloc;
+#[cfg(feature = "peers")]
 pub mod carbon;
+#[cfg(feature = "peers")]
 pub mod dockerd;
 pub mod http;
 pub mod kafka_emulator;

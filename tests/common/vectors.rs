@@ -1,4 +1,5 @@
-//! The recorded etsy vectors (`../shared/vectors`): where they are, and how their etsy config
+//! The recorded etsy vectors (`tests/fixtures/vectors`, what etsy statsd 0.9.0 flushed): where
+//! they are, and how their etsy config
 //! maps onto kstatsd's TOML. Shared by the in-process replay and the over-UDP replay.
 
 use serde_json::Value;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 pub fn vectors_dir() -> PathBuf {
     std::env::var_os("KSTATSD_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors")))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vectors")))
 }
 
 /// Maps a vector's etsy config onto kstatsd's TOML.
