@@ -216,13 +216,12 @@ fn containers_of_a_real_dockerd_reach_backstop_under_their_rewritten_names() {
     eprintln!("docker e2e took {:?}", started.elapsed());
 }
 
-/// The README's `[docker]` example is real: it parses into what it says.
+/// The `[docker]` example of `docs/docker.md` is real: it parses into what it says.
 #[test]
-fn the_readme_docker_example_parses() {
+fn the_documented_docker_example_parses() {
     use kstatsd::config::{parse_file, Config, Overrides};
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("## Docker stats source").nth(1).expect("a Docker section");
-    let block = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/docker.md")).unwrap();
+    let block = doc.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
     let uncommented: String =
         block.lines().map(|l| l.strip_prefix("# ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
     for text in [block, uncommented.as_str()] {

@@ -722,10 +722,10 @@ fn a_hung_proxy_delays_neither_flushes_nor_ingest_and_shutdown_stops_at_its_dead
 // ---- the binary: flags, redaction, logs, SIGTERM ----
 
 #[test]
-fn the_readme_kafka_example_parses_and_states_the_defaults() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("## Kafka REST Proxy sink").nth(1).expect("a Kafka section");
-    let block = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+fn the_documented_kafka_rest_example_parses_and_states_the_defaults() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/kafka-rest-proxy.md")).unwrap();
+    let block = doc.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
     let example = Config::build(parse_file(block).unwrap(), &Overrides::default()).unwrap();
     let minimal = "[sinks.kafka_rest]\nurl = \"http://127.0.0.1:8082\"\ntopic = \"metrics\"\n";
     assert_eq!(example, Config::build(parse_file(minimal).unwrap(), &Overrides::default()).unwrap());

@@ -1,23 +1,24 @@
-//! The README's example configuration is real: it parses, and it states the defaults.
+//! The configuration reference's example (`docs/configuration.md`) is real: it parses, and it
+//! states the defaults.
 
 use kstatsd::config::{parse_file, Config, Overrides};
 
 fn readme_toml() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme.split("## Configuration").nth(1).expect("a Configuration section");
-    let block = section.split("```toml\n").nth(1).expect("a toml block").split("```").next().unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let block = readme.split("```toml\n").nth(1).expect("a toml block").split("```").next().unwrap();
     block.to_string()
 }
 
 #[test]
-fn the_readme_example_parses_and_states_the_defaults() {
+fn the_configuration_reference_example_parses_and_states_the_defaults() {
     let text = readme_toml();
     let config = Config::build(parse_file(&text).unwrap(), &Overrides::default()).unwrap();
     assert_eq!(config, Config::defaults());
 }
 
 #[test]
-fn every_commented_key_in_the_readme_example_is_a_real_key() {
+fn every_commented_key_in_the_configuration_reference_example_is_a_real_key() {
     // Uncomment the optional keys (with their example values) and parse again.
     let text: String = readme_toml()
         .lines()
