@@ -63,7 +63,18 @@ fn scrape_until(addr: &str, line: &str) -> String {
 #[test]
 fn promtool_accepts_a_real_exposition() {
     require("promtool");
+    // Two network sinks with nobody listening, so that every sink figure is on the page.
+    let down = format!("{}", common::ports::free_port());
+    let kafka = format!("http://127.0.0.1:{down}");
     let d = Daemon::start(&[
+        "--graphite-host",
+        "127.0.0.1",
+        "--graphite-port",
+        &down,
+        "--kafka-rest",
+        &kafka,
+        "--kafka-topic",
+        "metrics",
         "--http",
         "127.0.0.1:0",
         "--flush-interval",
@@ -87,6 +98,10 @@ fn promtool_accepts_a_real_exposition() {
     // Once the summary `lat` is there, a gauge `lat_sum` would write into it: it is left out.
     d.send("lat_sum:1|g\nlat:5|ms");
     let page = scrape_until(&http, "lat_count 3");
+    for sink in ["graphite", "kafka", "console", "prometheus"] {
+        assert!(page.contains(&format!("kstatsd_sink_flush_length_bytes{{sink=\"{sink}\"}}")), "{page}");
+    }
+    assert!(page.contains("kstatsd_sink_retried_total{sink=\"graphite\"}"), "{page}");
     assert!(!page.contains("# TYPE lat_sum") && !page.contains("lat_sum 1\n"), "{page}");
     assert!(!page.contains("# TYPE hits_total gauge"), "{page}");
 

@@ -24,7 +24,9 @@
 //! In steady state nothing is allocated: names are built in reused buffers and looked up by
 //! `&str`; only a series seen for the first time allocates its key.
 
-use super::text::{label_number, push_help, push_label_name, push_label_value, push_name, push_sample};
+use super::text::{
+    label_number, push_help, push_label_name, push_label_value, push_name, push_sample, push_snake,
+};
 use crate::flush::summarize::Bound;
 use crate::flush::{KeyRef, Snapshot};
 use crate::parse::BadLine;
@@ -230,7 +232,7 @@ impl Exporter {
                     self.name.push_str("timestamp_lag_seconds");
                     v /= 1000.0;
                 } else {
-                    push_name(&mut self.name, rest);
+                    push_snake(&mut self.name, rest);
                 }
                 self.labels.clear();
                 self.simple(Kind::Gauge, Update::Gauge(v));
@@ -289,7 +291,7 @@ impl Exporter {
             return;
         } else {
             self.name.push_str("kstatsd_");
-            push_name(&mut self.name, rest);
+            push_snake(&mut self.name, rest);
             self.name.push_str("_total");
         }
         self.simple(Kind::Counter, Update::Add(count));
@@ -312,7 +314,7 @@ impl Exporter {
             }
             let Some((sink, key)) = figure.split_once("Stats.") else {
                 self.name.push_str("kstatsd_");
-                push_name(&mut self.name, figure);
+                push_snake(&mut self.name, figure);
                 self.simple(Kind::Gauge, Update::Gauge(v));
                 continue;
             };
@@ -337,7 +339,7 @@ impl Exporter {
             };
             if name.is_empty() {
                 self.name.push_str("kstatsd_sink_");
-                push_name(&mut self.name, key);
+                push_snake(&mut self.name, key);
             } else {
                 self.name.push_str(name);
             }
@@ -877,10 +879,10 @@ mod tests {
 
     #[test]
     fn the_daemons_own_figures() {
-        let pages = run("", &["a:1|c\nb:2|c\nbroken\n", "a:1|c"]);
+        let pages = run("", &["a:1|c\nb:2|c\nbroken\n", "a:1|c\nstatsd.dockerStats.errors:2|c"]);
         let p = &pages[1];
         assert_eq!(sample(p, "kstatsd_packets_received_total"), Some(2.0), "{p}");
-        assert_eq!(sample(p, "kstatsd_metrics_received_total"), Some(4.0), "lines, the bad one too: {p}");
+        assert_eq!(sample(p, "kstatsd_metrics_received_total"), Some(5.0), "lines, the bad one too: {p}");
         assert_eq!(sample(p, "kstatsd_bad_lines_total{reason=\"no_value\"}"), Some(1.0), "{p}");
         assert_eq!(
             sample(p, "kstatsd_bad_lines_total{reason=\"no_type\"}"),
@@ -892,6 +894,7 @@ mod tests {
         assert!(p.contains("# HELP kstatsd_bad_lines_total Lines discarded, by reason.\n# TYPE kstatsd_bad_lines_total counter\n"));
         assert!(!p.lines().any(|l| l.starts_with("statsd_")), "not also as user series: {p}");
         assert!(!p.contains("bad_lines_seen"), "{p}");
+        assert_eq!(sample(p, "kstatsd_docker_stats_errors_total"), Some(2.0), "snake case: {p}");
     }
 
     #[test]

@@ -18,6 +18,22 @@ pub fn push_name(out: &mut String, raw: &str) {
     }
 }
 
+/// Appends one of the daemon's own figure names (`dockerStats.errors`) in Prometheus's snake
+/// case (`docker_stats_errors`): escaped like [`push_name`], and an upper-case letter becomes
+/// `_` and its lower case.
+pub fn push_snake(out: &mut String, raw: &str) {
+    for &b in raw.as_bytes() {
+        if b.is_ascii_uppercase() {
+            if !out.is_empty() && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(b.to_ascii_lowercase() as char);
+        } else {
+            out.push(if b.is_ascii_alphanumeric() || b == b'_' { b as char } else { '_' });
+        }
+    }
+}
+
 /// Appends `raw` as a label name: escaped like a metric name; `quantile` and `le` (which the
 /// exporter adds to summaries and histograms) and names that start with `__` (reserved by
 /// Prometheus) get a `tag_` prefix. An empty name stays empty (the caller drops the tag).
@@ -131,6 +147,18 @@ mod tests {
         for raw in ["x", "0", ".", "a b\tc", "\"\\\n", "ünï.cödé", "1.2.3", "_"] {
             assert!(valid(&name(raw)), "{raw:?} → {:?}", name(raw));
         }
+    }
+
+    #[test]
+    fn the_daemons_names_are_snake_case() {
+        let snake = |raw: &str| {
+            let mut s = String::from("kstatsd_");
+            push_snake(&mut s, raw);
+            s
+        };
+        assert_eq!(snake("dockerStats.errors"), "kstatsd_docker_stats_errors");
+        assert_eq!(snake("connections_opened"), "kstatsd_connections_opened");
+        assert_eq!(snake("HTTPErrors"), "kstatsd_h_t_t_p_errors");
     }
 
     #[test]
