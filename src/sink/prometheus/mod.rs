@@ -37,9 +37,9 @@ impl Exposition {
         Arc::clone(&self.page.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Publishes `page` and returns the one it replaces.
-    fn swap(&self, page: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
-        std::mem::replace(&mut *self.page.lock().unwrap_or_else(|e| e.into_inner()), page)
+    /// Publishes `page`, leaving the page it replaces in its place.
+    fn swap(&self, page: &mut Arc<Vec<u8>>) {
+        std::mem::swap(&mut *self.page.lock().unwrap_or_else(|e| e.into_inner()), page);
     }
 }
 
@@ -89,8 +89,7 @@ impl Prometheus {
         let page = Arc::get_mut(&mut self.spare).expect("unique");
         self.exporter.render(page);
         let len = page.len();
-        let rendered = std::mem::take(&mut self.spare);
-        self.spare = self.exposition.swap(rendered);
+        self.exposition.swap(&mut self.spare);
         len
     }
 }
