@@ -196,7 +196,15 @@ impl Loop {
     fn close(&mut self, slot: usize) {
         if let Some(mut c) = self.conns[slot].take() {
             let _ = self.poll.registry().deregister(&mut c.stream);
-            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            // Read what the client sent beyond the request (a body, a pipelined request): closing
+            // with unread bytes would reset the connection and could cut off the answer.
+            let mut scratch = [0u8; 4096];
+            for _ in 0..16 {
+                if !matches!(c.stream.read(&mut scratch), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
         }
     }
 }
