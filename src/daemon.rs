@@ -60,6 +60,13 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         .collect();
     let drops = KernelDrops::new(&net::udp_fds(&inputs));
 
+    // `[http]`: the Prometheus sink, with its server for /metrics and /healthz.
+    let health = crate::admin::Health::default();
+    let mut sinks = sinks;
+    if let Some(http) = &config.http {
+        let meta = &config.aggregate.meta_prefix;
+        sinks.push(Box::new(crate::sink::prometheus::Prometheus::serve(http.listen, meta, health.clone())?));
+    }
     if sinks.is_empty() {
         log::warn!("no sink configured: flushes are computed and discarded");
     }
@@ -92,6 +99,7 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         capture_packets,
         stop: Arc::clone(&stop),
         wake: mio::net::UnixStream::from_std(wake_read),
+        health,
     })?;
     Ok(Daemon { server, udp, stop, wake })
 }

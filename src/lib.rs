@@ -14,8 +14,10 @@
 //! Modules: [`config`] (file, flags, environment, validation), [`daemon`] (assembly), [`net`] (socket set-up, the
 //! `recvmmsg` batch, kernel drop counts, stream framing, Unix sockets, the management port),
 //! [`server`] (the ingest loop), [`parse`] (statsd lines, pystatsd JSON), [`aggregate`],
-//! [`flush`] (and the failure hook), [`sink`], [`dump`] (the debug dump), [`reload`] (SIGHUP).
+//! [`flush`] (and the failure hook), [`sink`], [`dump`] (the debug dump), [`reload`] (SIGHUP),
+//! [`admin`] (`/metrics` and `/healthz` over HTTP).
 
+pub mod admin;
 pub mod aggregate;
 pub mod config;
 pub mod daemon;

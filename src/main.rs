@@ -246,6 +246,11 @@ struct Cli {
     #[arg(long, env = "SRV_PREFIX")]
     prefix: Option<String>,
 
+    /// Serve /metrics (Prometheus text format) and /healthz on this IP:port, or off [http.listen;
+    /// default off].
+    #[arg(long, env = "KSTATSD_HTTP")]
+    http: Option<String>,
+
     /// Kafka REST Proxy sink: the proxy's URL, http(s)://[user:password@]host[:port][/prefix];
     /// turns the sink on [sinks.kafka_rest.url].
     #[arg(long = "kafka-rest", env = "KSTATSD_KAFKA_REST", hide_env_values = true)]
@@ -367,6 +372,7 @@ impl Cli {
                 rules: self.rules.clone(),
                 prefix: self.prefix.clone(),
             },
+            http: kstatsd::admin::HttpOverrides { listen: self.http.clone() },
             kafka_rest: KafkaRestOverrides {
                 url: self.kafka_rest.clone().map(Secret),
                 topic: self.kafka_topic.clone(),

@@ -107,6 +107,7 @@ fn accepted_keys() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         "sinks.kafka_rest",
         "sinks.graphite",
         "sinks.backstop",
+        "http",
     ];
     let mut keys: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
     let mut add = |section: &'static str, fields: Vec<&'static str>| {
@@ -133,6 +134,7 @@ fn accepted_keys() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     add("sinks.backstop", fields_of::<BackstopFile>());
     add("docker", fields_of::<DockerFile>());
     add("docker", fields_of::<RuleSpec>());
+    add("http", fields_of::<kstatsd::admin::HttpFile>());
     assert!(keys.get("").map_or(true, |k| k.is_empty()), "a top-level key that is not a table: {keys:?}");
     keys.remove("");
     keys
@@ -259,7 +261,7 @@ fn the_example_config_parses_with_the_binary_as_shipped_and_uncommented() {
         std::fs::write(&file, &variant).unwrap();
         let (code, out, err) = run(&["--check-config", "--config", file.to_str().unwrap()]);
         assert_eq!(code, Some(0), "{name}: {err}\n{variant}");
-        for section in ["[sinks.kafka_rest]", "[sinks.graphite]", "[sinks.backstop]", "[docker]"] {
+        for section in ["[sinks.kafka_rest]", "[sinks.graphite]", "[sinks.backstop]", "[docker]", "[http]"] {
             assert!(out.contains(section), "{name}: {section} switched on: {out}");
         }
         assert!(out.contains("pin_ingest_core = 0") && out.contains("gauges_max_ttl = 3"), "{out}");

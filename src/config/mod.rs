@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub sinks: SinksFile,
     /// `[docker]`: the Docker Engine stats source (see `crate::source::docker`).
     pub docker: Option<crate::source::docker::DockerFile>,
+    /// `[http]`: `/metrics` and `/healthz` (see `crate::admin`).
+    pub http: Option<crate::admin::HttpFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +151,8 @@ pub struct Config {
     pub backstop: Option<BackstopConfig>,
     /// `[docker]`: poll the Docker Engine for container stats.
     pub docker: Option<crate::source::docker::DockerConfig>,
+    /// `[http]`: serve `/metrics` (the Prometheus sink) and `/healthz`; off by default.
+    pub http: Option<crate::admin::HttpConfig>,
     /// `sinks.on_failure`: run when a sink's flush fails (at most once per interval per sink).
     pub on_failure: Option<FailureHook>,
 }
@@ -300,6 +304,7 @@ pub struct Overrides {
     pub graphite: GraphiteOverrides,
     pub backstop: BackstopOverrides,
     pub docker: crate::source::docker::DockerOverrides,
+    pub http: crate::admin::HttpOverrides,
 }
 
 impl Config {
@@ -427,8 +432,9 @@ impl Config {
         let backstop = BackstopConfig::build(file.sinks.backstop.as_ref(), &ov.backstop)?;
         let docker = crate::source::docker::DockerConfig::build(file.docker.as_ref(), &ov.docker)
             .map_err(ConfigError)?;
+        let http = crate::admin::HttpConfig::build(file.http.as_ref(), &ov.http).map_err(ConfigError)?;
         // The console is the default sink only when no other sink is configured.
-        let other_sinks = kafka_rest.is_some() || graphite.is_some() || backstop.is_some();
+        let other_sinks = kafka_rest.is_some() || graphite.is_some() || backstop.is_some() || http.is_some();
         let console = match console_text.as_deref() {
             None if other_sinks => None,
             None | Some("json") => Some(ConsoleFormat::Json),
@@ -465,6 +471,7 @@ impl Config {
             graphite,
             backstop,
             docker,
+            http,
             on_failure,
         })
     }
@@ -488,6 +495,10 @@ impl Config {
         if let Some(d) = &self.docker {
             out.push('\n');
             out.push_str(&d.to_toml());
+        }
+        if let Some(h) = &self.http {
+            out.push('\n');
+            out.push_str(&h.to_toml());
         }
         out
     }

@@ -289,8 +289,12 @@ impl State {
         if let Some(d) = r.drops {
             self.drops = d;
         }
-        if let Some(new) = r.sinks {
-            let old = std::mem::replace(&mut self.sinks, new);
+        if let Some(mut new) = r.sinks {
+            // Sinks that outlive a reload move over to the new list; the others are replaced.
+            let (kept, old): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.sinks).into_iter().partition(|s| s.survives_reload());
+            new.extend(kept);
+            self.sinks = new;
             self.figures = vec![SinkFigures::default(); self.sinks.len()];
             let deadline = Instant::now() + self.shutdown_timeout;
             let names: Vec<_> = self.sinks.iter().map(|s| s.name()).collect();

@@ -71,9 +71,13 @@ impl Server {
                     Command::Help => Some(admin::text_reply(admin::HELP)),
                     Command::Health(set) => {
                         if let Some(up) = set {
-                            self.healthy = up;
+                            self.healthy.set(up);
                         }
-                        Some(admin::text_reply(if self.healthy { "health: up" } else { "health: down" }))
+                        Some(admin::text_reply(if self.healthy.is_up() {
+                            "health: up"
+                        } else {
+                            "health: down"
+                        }))
                     }
                     Command::Config => Some(admin::text_reply(&self.config_text)),
                     Command::Quit => {
@@ -137,7 +141,7 @@ impl Server {
             connections_open: self.data_conns,
             admin_clients: self.admin_conns,
             overruns_pending: self.overruns,
-            healthy: self.healthy,
+            healthy: self.healthy.is_up(),
         }
     }
 

@@ -122,7 +122,7 @@ pub struct Server {
     waker: Arc<Waker>,
     replies_tx: mpsc::Sender<admin::Reply>,
     replies: mpsc::Receiver<admin::Reply>,
-    healthy: bool,
+    healthy: crate::admin::Health,
     config_text: String,
     started: Instant,
     /// The running configuration (a reload is compared with it).
@@ -141,6 +141,8 @@ pub struct ServerParts {
     /// Set by the SIGTERM/SIGINT handler; `wake` is the read end of the signal pipe.
     pub stop: Arc<AtomicBool>,
     pub wake: mio::net::UnixStream,
+    /// The `health` state, shared with `/healthz`.
+    pub health: crate::admin::Health,
 }
 
 impl Server {
@@ -199,7 +201,7 @@ impl Server {
             waker,
             replies_tx,
             replies,
-            healthy: true,
+            healthy: parts.health,
             config_text: config.to_toml(),
             started: now,
             config,

@@ -9,6 +9,7 @@ pub mod graphite;
 pub mod kafka_rest;
 pub mod outbox;
 pub mod pickle;
+pub mod prometheus;
 pub mod retry_after;
 pub mod tls;
 
@@ -78,6 +79,12 @@ pub trait Sink: Send {
 
     /// One raw datagram of the interval being flushed, delivered before `flush`.
     fn packet(&mut self, _datagram: &[u8]) {}
+
+    /// Whether the sink stays when a reload replaces the configured sinks: the Prometheus
+    /// sink does (it is tied to the HTTP listener, which a reload does not rebind).
+    fn survives_reload(&self) -> bool {
+        false
+    }
 
     /// Called once after the last flush: finish or give up by `deadline`.
     fn shutdown(&mut self, _deadline: Instant) -> Result<(), SinkError> {
