@@ -12,6 +12,35 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod etsy;
+
+/// The syntax of the `--config` file: kstatsd's TOML, or etsy statsd's `config.js` (chosen by
+/// the `.js` extension unless `--config-format` says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Toml,
+    Etsy,
+}
+
+impl ConfigFormat {
+    /// `toml` or `etsy` (the `--config-format` values).
+    pub fn parse(s: &str) -> Result<ConfigFormat, String> {
+        match s {
+            "toml" => Ok(ConfigFormat::Toml),
+            "etsy" => Ok(ConfigFormat::Etsy),
+            other => Err(format!("`{other}` is not etsy or toml")),
+        }
+    }
+
+    /// The format a file's name says: `.js` is etsy's, anything else TOML.
+    pub fn of(path: &std::path::Path) -> ConfigFormat {
+        match path.extension() {
+            Some(e) if e.eq_ignore_ascii_case("js") => ConfigFormat::Etsy,
+            _ => ConfigFormat::Toml,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The file format
 // ---------------------------------------------------------------------------------------------
@@ -300,6 +329,8 @@ pub struct Overrides {
     pub graphite: GraphiteOverrides,
     pub backstop: BackstopOverrides,
     pub docker: crate::source::docker::DockerOverrides,
+    /// `--config-format`: the file's syntax, instead of the one its extension says.
+    pub config_format: Option<ConfigFormat>,
 }
 
 impl Config {
@@ -309,6 +340,10 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                if ov.config_format.unwrap_or_else(|| ConfigFormat::of(p)) == ConfigFormat::Etsy {
+                    return etsy::load(&text, ov)
+                        .map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)));
+                }
                 parse_file(&text).map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)))?
             }
             None => FileConfig::default(),
