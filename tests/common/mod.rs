@@ -9,6 +9,8 @@ pub mod alloc;
 pub mod carbon;
 #[cfg(feature = "peers")]
 pub mod dockerd;
+#[cfg(feature = "peers")]
+pub mod etsy;
 pub mod http;
 pub mod kafka_emulator;
 pub mod ports;
