@@ -296,3 +296,23 @@ fn the_format_flag_beats_the_extension() {
     assert!(out.contains("flush_interval = \"3000ms\"\n"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_reads_the_config_js_again() {
+    let dir = tmp("reload");
+    let file = |interval: u32| {
+        format!("{{ port: 8125, address: '127.0.0.1', flushInterval: {interval}, backends: ['./backends/console'] }}")
+    };
+    let js = write(&dir, "config.js", &file(3_600_000));
+    let d = Daemon::start_raw(&["--udp", "127.0.0.1:0", "--config", &js]);
+    write(&dir, "config.js", &file(100));
+    Command::new("kill").arg("-HUP").arg(d.child.id().to_string()).status().unwrap();
+    // An hour-long interval flushes nothing; after the reload, 100 ms intervals do.
+    d.send("reloaded.c:4|c");
+    let f = d.flush_with("stats_counts.reloaded.c", T);
+    assert_eq!(f["stats_counts.reloaded.c"], 4.0);
+    let log = d.log_until(|l| l.contains("configuration reloaded"), T);
+    assert!(log.iter().any(|l| l.contains("configuration reloaded")), "{log:?}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
