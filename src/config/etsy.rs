@@ -576,13 +576,13 @@ impl Parser {
             if legacy_octal {
                 u128::from_str_radix(&text, 8).map(|v| v as f64).unwrap_or(f64::INFINITY)
             } else {
-                let leading_zero_decimal = text.len() > 1 && text.starts_with('0');
-                if self.peek() == Some('.') && !leading_zero_decimal {
+                // `089` is decimal, and so may take a fraction and an exponent (`08.5`).
+                if self.peek() == Some('.') {
                     text.push('.');
                     self.bump();
                     self.digits(&mut text, 10, key)?;
                 }
-                if self.peek().is_some_and(|c| c == 'e' || c == 'E') && !leading_zero_decimal {
+                if self.peek().is_some_and(|c| c == 'e' || c == 'E') {
                     text.push('e');
                     self.bump();
                     if let Some(s @ ('+' | '-')) = self.peek() {
@@ -652,7 +652,19 @@ pub struct Translation {
     /// Keys kstatsd ignores (with a short reason where one helps), in file order.
     pub ignored: Vec<String>,
     /// Which config.js key each kstatsd key came from, for validation errors.
-    origins: Vec<(String, String, Pos)>,
+    origins: Vec<Origin>,
+}
+
+/// A kstatsd key (as validation errors name it), the config.js key it came from, and where.
+type Origin = (String, String, Pos);
+
+/// A validation error about a kstatsd key, with the config.js key it came from.
+fn explain(origins: &[Origin], e: ConfigError) -> ConfigError {
+    let found = origins.iter().filter(|(toml, _, _)| e.0.contains(toml.as_str())).max_by_key(|o| o.0.len());
+    match found {
+        Some((toml, etsy, at)) => ConfigError(format!("{} (`{etsy}` at {at} gives {toml})", e.0)),
+        None => e,
+    }
 }
 
 impl Translation {
@@ -666,16 +678,6 @@ impl Translation {
             )
         })
     }
-
-    /// A validation error about a kstatsd key, with the config.js key it came from.
-    fn explain(&self, e: ConfigError) -> ConfigError {
-        let found =
-            self.origins.iter().filter(|(toml, _, _)| e.0.contains(toml.as_str())).max_by_key(|o| o.0.len());
-        match found {
-            Some((toml, etsy, at)) => ConfigError(format!("{} (`{etsy}` at {at} gives {toml})", e.0)),
-            None => e,
-        }
-    }
 }
 
 /// Reads a config.js and validates it with the overrides, exactly as a TOML file would be; the
@@ -685,9 +687,7 @@ pub fn load(text: &str, ov: &Overrides) -> Result<Config, ConfigError> {
     if let Some(w) = t.warning() {
         log::warn!("{w}");
     }
-    let Translation { file, ignored, origins } = t;
-    let explain = Translation { file: FileConfig::default(), ignored, origins };
-    Config::build(file, ov).map_err(|e| explain.explain(e))
+    Config::build(t.file, ov).map_err(|e| explain(&t.origins, e))
 }
 
 /// Parses and translates a config.js.
@@ -858,6 +858,21 @@ struct Names {
     global_suffix: String,
 }
 
+impl Names {
+    /// The string field a config.js key sets (`None` for `legacyNamespace`, a boolean).
+    fn text(&mut self, etsy_key: &str) -> Option<&mut String> {
+        match etsy_key {
+            "globalPrefix" => Some(&mut self.global_prefix),
+            "prefixCounter" => Some(&mut self.prefix_counter),
+            "prefixTimer" => Some(&mut self.prefix_timer),
+            "prefixGauge" => Some(&mut self.prefix_gauge),
+            "prefixSet" => Some(&mut self.prefix_set),
+            "globalSuffix" => Some(&mut self.global_suffix),
+            _ => None,
+        }
+    }
+}
+
 /// (config.js key in `graphite.` / `kafka.`, kstatsd key in `[aggregate]`).
 const NAME_KEYS: [(&str, &str); 7] = [
     ("legacyNamespace", "legacy_namespace"),
@@ -872,7 +887,7 @@ const NAME_KEYS: [(&str, &str); 7] = [
 struct Mapper<'a> {
     out: FileConfig,
     ignored: Vec<String>,
-    origins: Vec<(String, String, Pos)>,
+    origins: Vec<Origin>,
     root: Obj<'a>,
 }
 
@@ -1218,13 +1233,12 @@ impl<'a> Mapper<'a> {
 
     /// The names the `graphite` or `kafka` section gives, with defaults, and which keys set them;
     /// `None` when that backend is not loaded (then the section is ignored).
-    #[allow(clippy::type_complexity)]
     fn section_names(
         &mut self,
         section: &str,
         loaded: bool,
         has_suffix: bool,
-    ) -> Result<Option<(Names, Vec<(String, String, Pos)>)>, ConfigError> {
+    ) -> Result<Option<(Names, Vec<Origin>)>, ConfigError> {
         let node = self.root.get(section);
         if !loaded {
             if node.is_some() {
@@ -1254,26 +1268,14 @@ impl<'a> Mapper<'a> {
                 continue;
             }
             let full = obj.full(etsy);
-            let at = match etsy {
-                "legacyNamespace" => obj.bool(etsy)?.map(|b| {
-                    names.legacy = b;
-                    obj.members.iter().find(|m| m.key == etsy).map(|m| m.value.at)
-                }),
-                _ => obj.str(etsy)?.map(|(s, at)| {
-                    match etsy {
-                        "globalPrefix" => names.global_prefix = s,
-                        "prefixCounter" => names.prefix_counter = s,
-                        "prefixTimer" => names.prefix_timer = s,
-                        "prefixGauge" => names.prefix_gauge = s,
-                        "prefixSet" => names.prefix_set = s,
-                        _ => names.global_suffix = s,
-                    }
-                    Some(at)
-                }),
-            };
-            if let Some(Some(at)) = at {
-                given.push((format!("aggregate.{toml}"), full, at));
+            let Some(node) = obj.get(etsy) else { continue };
+            match (&node.value, names.text(etsy)) {
+                (Js::Bool(b), None) => names.legacy = *b,
+                (_, None) => return Err(wrong(&full, node, "true or false")),
+                (Js::Str(s), Some(field)) => *field = s.clone(),
+                (_, Some(_)) => return Err(wrong(&full, node, "a string")),
             }
+            given.push((format!("aggregate.{toml}"), full, node.at));
         }
         obj.leftovers(&mut self.ignored);
         Ok(Some((names, given)))
@@ -1585,6 +1587,7 @@ mod tests {
             ("0b101", 5.0),
             ("0660", 432.0),
             ("089", 89.0),
+            ("08.5", 8.5),
             ("0", 0.0),
             ("0.25", 0.25),
             ("-0.5e-3", -0.0005),
@@ -1594,6 +1597,7 @@ mod tests {
         assert_eq!(member("{ n: 1e999 }", "n"), Js::Num(f64::INFINITY));
         for (lit, says) in [
             ("1.2.3", "`1.2.3` is not a number"),
+            ("0660.5", "`0660.5` is not a number"),
             ("10px", "`10px` is not a number"),
             ("1e", "an exponent needs digits"),
             ("1__0", "a `_` must sit between two digits"),
@@ -1689,6 +1693,36 @@ mod tests {
             let named = if key.is_empty() { format!("{at}: `") } else { format!("{at}: `{key}`: `") };
             assert!(e.starts_with(&named), "{text}\n got: {e}\nwant: {named}…");
             assert!(e.contains(&format!("`{shows}` is code, not a value")), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn no_input_panics() {
+        // Every prefix of a config.js using every form, and random text from its alphabet:
+        // each is parsed (and translated) or refused, never a panic.
+        let full = "/* c */ ({ a: 'x\\u{41}\\n', \"b\": [1, -2.5e3, 0x1F, 0660, .5, `t`], c: { d: true, \
+                    e: null, f: undefined, }, // x\n g: 'y', 'h': 1_0, servers: [{ port: 1 }] });";
+        assert!(translate(full).is_ok(), "{:?}", translate(full));
+        let chars: Vec<char> = full.chars().collect();
+        for n in 0..=chars.len() {
+            let text: String = chars[..n].iter().collect();
+            let _ = translate(&text);
+        }
+        let alphabet: Vec<char> = "{}[](),:;.'\"`\\/*+-_$ \n\r\t0123456789eExXoObBuabcdnull\u{e9}\u{2028}"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let mut text = String::from("{ k: ");
+            for i in 0..len {
+                let r = x.rotate_left(i as u32 * 5);
+                text.push(alphabet[(r % alphabet.len() as u64) as usize]);
+            }
+            let _ = translate(&text);
         }
     }
 
@@ -1936,6 +1970,11 @@ mod tests {
         let e = config_err("{ graphiteHost: 'h', graphite: { globalPrefix: 7 } }");
         assert!(
             e.starts_with("line 1, column 48: `graphite.globalPrefix`: expected a string, found a number"),
+            "{e}"
+        );
+        let e = config_err("{ graphiteHost: 'h', graphite: { legacyNamespace: 'false' } }");
+        assert!(
+            e.starts_with("line 1, column 51: `graphite.legacyNamespace`: expected true or false"),
             "{e}"
         );
         let e = config_err("{ graphiteHost: 'bad host' }");
