@@ -6,7 +6,7 @@
 //! Every name etsy's graphite backend flushes must come out of kstatsd with the same value
 //! (rates within 5 %: kstatsd divides by the real elapsed time). kstatsd is also given
 //! `--console json --counter-rates`, only to read its flushes on stdout: its console prints the
-//! names its Graphite sink sends. Also reads the `exampleConfig.js` that ships in the npm
+//! names its Graphite sink sends. The management port is the file's too. Also reads the `exampleConfig.js` that ships in the npm
 //! `statsd@0.9.0` package.
 //!
 //! Etsy comes from `tests/common/etsy.rs` (installed by `.ci/etsy.sh`; missing, the test fails).
@@ -78,6 +78,13 @@ fn corpus() -> Vec<Vec<Vec<u8>>> {
     ]
 }
 
+/// The number after `key:` in the file.
+fn config_port(path: &std::path::Path, key: &str) -> u16 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let rest = text.split(&format!("{key}: ")).nth(1).unwrap();
+    rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
 fn timing_dependent(name: &str) -> bool {
     ["numStats", "processing_time", "timestamp_lag", "graphiteStats"].iter().any(|p| name.contains(p))
 }
@@ -112,6 +119,8 @@ fn one_config_js_gives_etsys_names_and_numbers() {
     let d =
         Daemon::start_raw(&["--config", config.to_str().unwrap(), "--console", "json", "--counter-rates"]);
     assert_eq!(d.udp, addr, "`port` and `address` give the listener");
+    let mgmt = format!("127.0.0.1:{}", config_port(&config, "mgmt_port"));
+    assert_eq!(d.listening("admin"), vec![mgmt], "`mgmt_port` and `mgmt_address` give the management port");
     let warned: Vec<&String> = d.startup_log.iter().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warned.len(), 1, "{:?}", d.startup_log);
     assert!(
