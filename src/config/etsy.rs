@@ -20,6 +20,33 @@ use super::{
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// The syntax of the `--config` file: kstatsd's TOML, or etsy statsd's `config.js` (chosen by
+/// the `.js` extension unless `--config-format` says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Toml,
+    Etsy,
+}
+
+impl ConfigFormat {
+    /// `toml` or `etsy` (the `--config-format` values).
+    pub fn parse(s: &str) -> Result<ConfigFormat, String> {
+        match s {
+            "toml" => Ok(ConfigFormat::Toml),
+            "etsy" => Ok(ConfigFormat::Etsy),
+            other => Err(format!("`{other}` is not etsy or toml")),
+        }
+    }
+
+    /// The format a file's name says: `.js` is etsy's, anything else TOML.
+    pub fn of(path: &std::path::Path) -> ConfigFormat {
+        match path.extension() {
+            Some(e) if e.eq_ignore_ascii_case("js") => ConfigFormat::Etsy,
+            _ => ConfigFormat::Toml,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The literal subset of JavaScript
 // ---------------------------------------------------------------------------------------------
@@ -1708,9 +1735,8 @@ mod tests {
             let text: String = chars[..n].iter().collect();
             let _ = translate(&text);
         }
-        let alphabet: Vec<char> = "{}[](),:;.'\"`\\/*+-_$ \n\r\t0123456789eExXoObBuabcdnull\u{e9}\u{2028}"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> =
+            "{}[](),:;.'\"`\\/*+-_$ \n\r\t0123456789eExXoObBuabcdnull\u{e9}\u{2028}".chars().collect();
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         for _ in 0..20_000 {
             x ^= x << 13;

@@ -1,4 +1,5 @@
-//! Configuration: the TOML file format (serde, unknown keys refused), the command-line flags and
+//! Configuration: the TOML file format (serde, unknown keys refused; etsy statsd's config.js is
+//! translated into the same structure by [`etsy`]), the command-line flags and
 //! `KSTATSD_…` environment variables that override it, and the validation pass that turns all
 //! of it into typed values. Defaults live here and nowhere else. Runs on the main thread at
 //! start-up (and on reload).
@@ -13,33 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod etsy;
-
-/// The syntax of the `--config` file: kstatsd's TOML, or etsy statsd's `config.js` (chosen by
-/// the `.js` extension unless `--config-format` says which).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigFormat {
-    Toml,
-    Etsy,
-}
-
-impl ConfigFormat {
-    /// `toml` or `etsy` (the `--config-format` values).
-    pub fn parse(s: &str) -> Result<ConfigFormat, String> {
-        match s {
-            "toml" => Ok(ConfigFormat::Toml),
-            "etsy" => Ok(ConfigFormat::Etsy),
-            other => Err(format!("`{other}` is not etsy or toml")),
-        }
-    }
-
-    /// The format a file's name says: `.js` is etsy's, anything else TOML.
-    pub fn of(path: &std::path::Path) -> ConfigFormat {
-        match path.extension() {
-            Some(e) if e.eq_ignore_ascii_case("js") => ConfigFormat::Etsy,
-            _ => ConfigFormat::Toml,
-        }
-    }
-}
+pub use etsy::ConfigFormat;
 
 // ---------------------------------------------------------------------------------------------
 // The file format
@@ -334,7 +309,8 @@ pub struct Overrides {
 }
 
 impl Config {
-    /// Reads `path` (if any), applies `ov`, validates.
+    /// Reads `path` (if any; TOML, or an etsy config.js by its extension or
+    /// `ov.config_format`), applies `ov`, validates.
     pub fn load(path: Option<&PathBuf>, ov: &Overrides) -> Result<Config, ConfigError> {
         let file = match path {
             Some(p) => {
