@@ -316,3 +316,27 @@ fn sighup_reads_the_config_js_again() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn each_recorded_vectors_etsy_config_gives_the_aggregate_its_replay_uses() {
+    // A vector's `etsy_config` is what etsy statsd 0.9.0 ran when it was recorded; as JSON it is
+    // also a config.js. Read as one, it must give the aggregation the vector replays check.
+    let mut seen = 0;
+    for entry in std::fs::read_dir(common::vectors::vectors_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let vector: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let etsy = &vector["etsy_config"];
+        let js = serde_json::to_string_pretty(etsy).unwrap();
+        let from_js = kstatsd::config::etsy::load(&js, &Overrides::default())
+            .unwrap_or_else(|e| panic!("{}: {e}\n{js}", path.display()));
+        let toml = common::vectors::toml_for(etsy);
+        let from_toml = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(from_js.aggregate, from_toml.aggregate, "{}:\n{js}\n{toml}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 9, "{seen} vectors");
+}
