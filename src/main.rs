@@ -2,7 +2,9 @@
 //! which becomes the ingest thread once everything is bound.
 
 use clap::Parser;
-use kstatsd::config::{BackstopOverrides, Config, GraphiteOverrides, KafkaRestOverrides, Overrides, Secret};
+use kstatsd::config::{
+    BackstopOverrides, Config, ConfigFormat, GraphiteOverrides, KafkaRestOverrides, Overrides, Secret,
+};
 use kstatsd::{daemon, net};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,9 +16,12 @@ use std::sync::Arc;
 #[derive(Parser, Debug)]
 #[command(name = "kstatsd", version, about, max_term_width = 100)]
 struct Cli {
-    /// TOML configuration file.
+    /// Configuration file: TOML, or an etsy statsd config.js (by its .js extension).
     #[arg(long, env = "KSTATSD_CONFIG")]
     config: Option<PathBuf>,
+    /// The --config file's syntax, whatever its extension: etsy (a config.js) or toml.
+    #[arg(long, env = "KSTATSD_CONFIG_FORMAT", value_parser = ConfigFormat::parse)]
+    config_format: Option<ConfigFormat>,
     /// Validate the configuration, print the effective one, and exit (binds nothing).
     #[arg(long)]
     check_config: bool,
@@ -389,6 +394,7 @@ impl Cli {
                 retry_backoff_max: self.kafka_retry_backoff_max.clone(),
                 ca_file: self.kafka_ca_file.clone(),
             },
+            config_format: self.config_format,
         }
     }
 }

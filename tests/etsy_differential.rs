@@ -12,9 +12,10 @@
 //! `h`/`d`/unknown types, nan/inf/hex numbers, empty names, whitespace around values or types,
 //! a `\r` after a set member or a negative timer).
 //!
-//! Etsy is found at `$KSTATSD_ETSY_DIR` or `.ci/node/node_modules/statsd` (install it with
-//! `.ci/etsy.sh`); a missing etsy is a failure, never a skip. Every run writes its inputs and
-//! both daemons' flushes to `$CARGO_TARGET_TMPDIR/etsy_differential/` for diagnosis.
+//! Etsy is run by `tests/common/etsy.rs` (found at `$KSTATSD_ETSY_DIR` or
+//! `.ci/node/node_modules/statsd`, installed by `.ci/etsy.sh`; a missing etsy is a failure, never
+//! a skip). Every run writes its inputs and both daemons' flushes to
+//! `$CARGO_TARGET_TMPDIR/etsy_differential/` for diagnosis.
 //!
 //! Runs on the test thread plus one driver thread per daemon (each waits for its own daemon's
 //! flush boundary, then sends that interval's datagrams), a carbon accept thread and log readers.
@@ -22,17 +23,12 @@
 
 mod common;
 
+use common::etsy::{assert_same, drive, dump_run, next_carbon_flush, Etsy, Rules, TempDir, FLUSH_TIMEOUT};
 use common::{Daemon, Flush};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Percentiles given to both daemons, in each one's syntax.
 const PERCENTILES_CLI: &str = "90,99.9,-10,50";
@@ -41,12 +37,6 @@ const PERCENTILES_JS: &str = "[90, 99.9, -10, 50]";
 /// Histogram rules given to both daemons (first substring match wins): metric, bins as literals.
 const HISTOGRAMS: &[(&str, &[&str])] =
     &[("api_fast", &["1", "2.5", "inf"]), ("api", &["10", "100", "inf"]), ("lat", &["0.5", "5", "50"])];
-
-/// How long to wait for one flush from either daemon (the interval is 1 s).
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Relative tolerance for the per-second rates (kstatsd uses the real elapsed time, etsy 1 s).
-const RATE_TOLERANCE: f64 = 0.05;
 
 /// Etsy names that depend on timing or on etsy's own backend, never compared.
 fn timing_dependent(name: &str) -> bool {
@@ -85,10 +75,10 @@ fn per_second(name: &str, etsy: &Flush) -> bool {
 fn same_numbers_as_etsy_statsd_0_9_0() {
     let started = Instant::now();
     let corpus = Arc::new(corpus());
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("etsy-differential");
 
     // Start both daemons first: etsy (Node) takes the longer to come up.
-    let mut etsy = Etsy::start(&tmp.0);
+    let mut etsy = Etsy::start(&tmp.0, |p| etsy_config(p.udp, p.mgmt, p.carbon));
     let toml = tmp.0.join("kstatsd.toml");
     std::fs::write(&toml, kstatsd_toml()).unwrap();
     let kstatsd = Daemon::start(&[
@@ -130,7 +120,7 @@ fn same_numbers_as_etsy_statsd_0_9_0() {
         (_, Err(p)) => std::panic::resume_unwind(p),
     };
 
-    let dump = dump_run(&corpus, &e_flushes, &k_flushes);
+    let dump = dump_run("etsy_differential", &corpus, &e_flushes, &k_flushes);
 
     // The harness itself must have worked: etsy saw each interval's datagrams in one flush.
     for (i, (e, sent)) in e_flushes.iter().zip(corpus.iter()).enumerate() {
@@ -145,76 +135,14 @@ fn same_numbers_as_etsy_statsd_0_9_0() {
         );
     }
 
-    let mut problems = Vec::new();
-    for (i, (e, k)) in e_flushes.iter().zip(k_flushes.iter()).enumerate() {
-        compare(i, e, k, &mut problems);
-    }
-    let total = problems.len();
-    let mut msg = String::new();
-    for p in problems.iter().take(400) {
-        msg.push_str(p);
-        msg.push('\n');
-    }
-    if total > 400 {
-        let _ = writeln!(msg, "... and {} more", total - 400);
-    }
-    assert!(
-        problems.is_empty(),
-        "kstatsd differs from etsy statsd 0.9.0 in {total} place(s) (inputs and both flushes of \
-         every interval are in {}):\n{msg}",
-        dump.display()
-    );
+    let rules = Rules { timing_dependent, meta, per_second };
+    let compared = assert_same(&e_flushes, &k_flushes, &rules, &dump);
     eprintln!(
         "etsy differential: {} intervals, {} names compared, in {:?}",
         e_flushes.len(),
-        e_flushes.iter().map(|f| f.keys().filter(|n| !timing_dependent(n)).count()).sum::<usize>(),
+        compared,
         started.elapsed()
     );
-}
-
-/// Compares one interval; pushes one line per problem.
-fn compare(i: usize, etsy: &Flush, ks: &Flush, problems: &mut Vec<String>) {
-    for (name, &e) in etsy {
-        if timing_dependent(name) {
-            continue;
-        }
-        let Some(&k) = ks.get(name) else {
-            problems.push(format!("interval {i}: {name}: etsy {e:?}, kstatsd MISSING"));
-            continue;
-        };
-        let same = if per_second(name, etsy) && e != 0.0 {
-            ((k - e) / e).abs() <= RATE_TOLERANCE
-        } else {
-            k == e || (k.is_nan() && e.is_nan())
-        };
-        if !same {
-            problems.push(format!("interval {i}: {name}: etsy {e:?}, kstatsd {k:?}"));
-        }
-    }
-    for (name, &k) in ks {
-        if !etsy.contains_key(name) && !meta(name) {
-            problems.push(format!("interval {i}: {name}: etsy ABSENT, kstatsd {k:?}"));
-        }
-    }
-}
-
-/// Waits for the daemon's first flush (a boundary), then for each interval sends its datagrams
-/// at once and takes the next flush as that interval's result (also the next boundary).
-fn drive(corpus: &[Vec<Vec<u8>>], send: impl Fn(&[u8]), mut next_flush: impl FnMut() -> Flush) -> Vec<Flush> {
-    let _boundary = next_flush();
-    let mut out = Vec::with_capacity(corpus.len());
-    for datagrams in corpus {
-        for (n, dg) in datagrams.iter().enumerate() {
-            // A short pause now and then: a burst larger than the receive buffer (~200 KB
-            // default) is dropped by the kernel while a daemon is busy.
-            if n > 0 && n % 16 == 0 {
-                thread::sleep(Duration::from_millis(1));
-            }
-            send(dg);
-        }
-        out.push(next_flush());
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -584,202 +512,4 @@ fn bins_literal(bins: &[&str]) -> String {
     let quoted: Vec<String> =
         bins.iter().map(|b| if *b == "inf" { "\"inf\"".into() } else { b.to_string() }).collect();
     quoted.join(", ")
-}
-
-// ---------------------------------------------------------------------------------------------
-// The reference etsy statsd, its carbon emulator, and the run's files.
-
-fn etsy_dir() -> PathBuf {
-    let dir = match std::env::var_os("KSTATSD_ETSY_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/node/node_modules/statsd"),
-    };
-    if !dir.join("stats.js").is_file() {
-        panic!(
-            "etsy statsd 0.9.0 not found at {} (no stats.js): run `.ci/etsy.sh` to install it \
-             (needs node and npm), or point KSTATSD_ETSY_DIR at an installed statsd package",
-            dir.display()
-        );
-    }
-    dir
-}
-
-/// One carbon connection's lines: (name, value text).
-type CarbonFlush = Vec<(String, String)>;
-
-struct Etsy {
-    child: Child,
-    udp: SocketAddr,
-    sock: UdpSocket,
-    flushes: Option<Receiver<CarbonFlush>>,
-    up: Receiver<()>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Etsy {
-    fn start(tmp: &Path) -> Etsy {
-        let dir = etsy_dir();
-        let carbon = TcpListener::bind("127.0.0.1:0").unwrap();
-        let carbon_port = carbon.local_addr().unwrap().port();
-        let (tx, flushes) = channel();
-        thread::spawn(move || carbon_accept(carbon, tx));
-        let udp_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mgmt_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = tmp.join("etsy_config.js");
-        std::fs::write(&config, etsy_config(udp_port, mgmt_port, carbon_port)).unwrap();
-        let mut child = Command::new("node")
-            .arg(dir.join("stats.js"))
-            .arg(&config)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node` for etsy statsd (is nodejs installed?): {e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (up_tx, up) = channel();
-        log_reader(child.stdout.take().unwrap(), Arc::clone(&log), Some(up_tx));
-        log_reader(child.stderr.take().unwrap(), Arc::clone(&log), None);
-        Etsy {
-            child,
-            udp: SocketAddr::from(([127, 0, 0, 1], udp_port)),
-            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
-            flushes: Some(flushes),
-            up,
-            log,
-        }
-    }
-
-    /// Waits for etsy's "server is up".
-    fn wait_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match self.up.recv_timeout(Duration::from_millis(50)) {
-                Ok(()) => return,
-                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-                Err(_) => panic!(
-                    "etsy statsd did not come up (exit: {:?}); its output:\n{}",
-                    self.child.try_wait(),
-                    self.log.lock().unwrap().join("\n")
-                ),
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "etsy statsd exited ({status}) before it was up; its output:\n{}",
-                    self.log.lock().unwrap().join("\n")
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Etsy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log_reader<R: Read + Send + 'static>(r: R, log: Arc<Mutex<Vec<String>>>, up: Option<Sender<()>>) {
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("server is up") {
-                if let Some(up) = &up {
-                    let _ = up.send(());
-                }
-            }
-            let mut log = log.lock().unwrap();
-            if log.len() < 2000 {
-                log.push(line);
-            }
-        }
-    });
-}
-
-/// The carbon emulator: etsy's graphite backend opens one connection per flush and closes it
-/// after writing `name value timestamp` lines, so one connection read to its end is one flush.
-fn carbon_accept(listener: TcpListener, tx: Sender<CarbonFlush>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        if tx.send(read_carbon(stream)).is_err() {
-            return;
-        }
-    }
-}
-
-fn read_carbon(mut stream: TcpStream) -> CarbonFlush {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.split(' ');
-            let (name, value) = (parts.next()?, parts.next()?);
-            Some((name.to_string(), value.to_string()))
-        })
-        .collect()
-}
-
-/// Etsy's next flush, as name → value; a duplicate name or a value that is not a number fails.
-fn next_carbon_flush(rx: &Receiver<CarbonFlush>, log: &Mutex<Vec<String>>) -> Flush {
-    let lines = rx.recv_timeout(FLUSH_TIMEOUT).unwrap_or_else(|e| {
-        panic!(
-            "no flush from etsy statsd within {FLUSH_TIMEOUT:?} ({e:?}); its output:\n{}",
-            log.lock().unwrap().join("\n")
-        )
-    });
-    let mut flush = BTreeMap::new();
-    for (name, text) in lines {
-        let value: f64 =
-            text.parse().unwrap_or_else(|_| panic!("etsy flushed {name} = {text:?}, not a number"));
-        if flush.insert(name.clone(), value).is_some() {
-            panic!("etsy flushed {name} twice in one flush: the corpus has colliding names");
-        }
-    }
-    flush
-}
-
-/// Writes each interval's datagrams and both flushes under `$CARGO_TARGET_TMPDIR`; returns the
-/// directory.
-fn dump_run(corpus: &[Vec<Vec<u8>>], etsy: &[Flush], ks: &[Flush]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("etsy_differential");
-    let _ = std::fs::create_dir_all(&dir);
-    for (i, datagrams) in corpus.iter().enumerate() {
-        let mut input = String::new();
-        for dg in datagrams {
-            let _ = writeln!(input, "{:?}", String::from_utf8_lossy(dg));
-        }
-        let _ = std::fs::write(dir.join(format!("interval_{i}.input.txt")), input);
-        for (who, flushes) in [("etsy", etsy), ("kstatsd", ks)] {
-            let mut text = String::new();
-            if let Some(f) = flushes.get(i) {
-                for (name, v) in f {
-                    let _ = writeln!(text, "{name} {v:?}");
-                }
-            }
-            let _ = std::fs::write(dir.join(format!("interval_{i}.{who}.txt")), text);
-        }
-    }
-    dir
-}
-
-/// A private directory for the config files, removed at the end (also on panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("kstatsd-etsy-differential-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

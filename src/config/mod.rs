@@ -1,4 +1,5 @@
-//! Configuration: the TOML file format (serde, unknown keys refused), the command-line flags and
+//! Configuration: the TOML file format (serde, unknown keys refused; etsy statsd's config.js is
+//! translated into the same structure by [`etsy`]), the command-line flags and
 //! `KSTATSD_…` environment variables that override it, and the validation pass that turns all
 //! of it into typed values. Defaults live here and nowhere else. Runs on the main thread at
 //! start-up (and on reload).
@@ -11,6 +12,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub mod etsy;
+pub use etsy::ConfigFormat;
 
 // ---------------------------------------------------------------------------------------------
 // The file format
@@ -305,15 +309,22 @@ pub struct Overrides {
     pub backstop: BackstopOverrides,
     pub docker: crate::source::docker::DockerOverrides,
     pub http: crate::admin::HttpOverrides,
+    /// `--config-format`: the file's syntax, instead of the one its extension says.
+    pub config_format: Option<ConfigFormat>,
 }
 
 impl Config {
-    /// Reads `path` (if any), applies `ov`, validates.
+    /// Reads `path` (if any; TOML, or an etsy config.js by its extension or
+    /// `ov.config_format`), applies `ov`, validates.
     pub fn load(path: Option<&PathBuf>, ov: &Overrides) -> Result<Config, ConfigError> {
         let file = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                if ov.config_format.unwrap_or_else(|| ConfigFormat::of(p)) == ConfigFormat::Etsy {
+                    return etsy::load(&text, ov)
+                        .map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)));
+                }
                 parse_file(&text).map_err(|e| ConfigError(format!("{}: {}", p.display(), e.0)))?
             }
             None => FileConfig::default(),

@@ -9,6 +9,8 @@ pub mod alloc;
 pub mod carbon;
 #[cfg(feature = "peers")]
 pub mod dockerd;
+#[cfg(feature = "peers")]
+pub mod etsy;
 pub mod http;
 pub mod kafka_emulator;
 pub mod ports;
@@ -170,11 +172,13 @@ impl Drop for Daemon {
 }
 
 /// Whether `args` set the management port: `--admin[=…]`, or a `--config` file with an `admin`
-/// key.
+/// key (or, for an etsy config.js, a `mgmt_port` key).
 pub fn mentions_admin(args: &[&str]) -> bool {
     let sets_admin = |text: &str| {
-        text.lines()
-            .any(|l| l.trim_start().strip_prefix("admin").is_some_and(|r| r.trim_start().starts_with('=')))
+        text.lines().any(|l| {
+            l.trim_start().strip_prefix("admin").is_some_and(|r| r.trim_start().starts_with('='))
+                || l.contains("mgmt_port:")
+        })
     };
     args.iter().enumerate().any(|(i, a)| {
         let file = match a.strip_prefix("--config") {
