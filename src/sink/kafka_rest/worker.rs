@@ -22,8 +22,9 @@
 //!
 //! Only the records that failed are resent; a record is never resent once the proxy took it.
 //! The backoff belongs to the proxy, not to one payload: after an eviction the next payload
-//! still waits its turn. Any answer that shows the proxy working (a 2xx, even with failed
-//! records, a 413, a per-record answer, a refusal) restarts the backoff from `retry_backoff`.
+//! still waits its turn. The first answer that shows the proxy working after failed attempts
+//! (a 2xx, even with failed records, a 413, a per-record answer, a refusal) restarts the backoff
+//! from `retry_backoff`; records that keep failing one by one then grow it again.
 //! At shutdown a wait between attempts is cut short: what is queued is tried again at once, then
 //! with the backoff from its minimum and without `Retry-After`, until the shutdown deadline.
 //!
@@ -121,6 +122,8 @@ pub(crate) struct Worker {
     timeouts: u32,
     /// `shutdown` was seen (the backoff was cut short once; `Retry-After` is no longer waited).
     closing: bool,
+    /// The last answer was a failed attempt (no answer, 5xx, 429, …), not an answer for records.
+    unreachable: bool,
     /// The request size the proxy accepts, learnt from 413s.
     budget: usize,
     /// Consecutive failed attempts, and no attempt before `not_before`.
@@ -164,6 +167,7 @@ impl Worker {
             doubt: HashSet::new(),
             timeouts: 0,
             closing: false,
+            unreachable: false,
             fails: 0,
             not_before: Instant::now(),
             rng: seed | 1,
@@ -257,7 +261,7 @@ impl Worker {
                     self.shared.stats.last_flush.store(unix_now(), Relaxed);
                 }
                 // The proxy answered for each record: it is up, whatever it said.
-                self.fails = 0;
+                self.proxy_up();
                 if retry > 0 {
                     self.shared.stats.retried.fetch_add(retry as u64, Relaxed);
                     self.failed(
@@ -269,7 +273,7 @@ impl Worker {
                 }
             }
             Answer::TooLarge { why } => {
-                self.fails = 0;
+                self.proxy_up();
                 if n > 1 {
                     self.budget = (self.body.len() / 2).max(1);
                     self.log.split(
@@ -307,13 +311,24 @@ impl Worker {
                     self.timeouts = self.timeouts.saturating_add(1);
                 }
                 self.shared.stats.retried.fetch_add(n as u64, Relaxed);
+                self.unreachable = true;
                 self.failed(&why, after);
             }
             Answer::Drop { reason, why } => {
-                self.fails = 0;
+                self.proxy_up();
                 self.give_up(reason, n, &why);
                 p.records.drain(..n);
             }
+        }
+    }
+
+    /// An answer that shows the proxy at work after it could not be reached or turned the
+    /// request away: the backoff grown meanwhile starts again from its minimum (and grows again
+    /// if records keep failing one by one).
+    fn proxy_up(&mut self) {
+        if self.unreachable {
+            self.unreachable = false;
+            self.fails = 0;
         }
     }
 
@@ -843,13 +858,14 @@ mod tests {
     #[test]
     fn an_answer_for_each_record_restarts_the_backoff_from_its_minimum() {
         let mut w = worker();
+        let mut p = payload(&["x", "y"]);
         for _ in 0..12 {
-            w.failed("HTTP 503", None);
+            let why = "HTTP 503".to_string();
+            w.apply(&mut p, 2, Answer::Retry { why, after: None, in_doubt: false, timed_out: false });
         }
         let grown = w.not_before - Instant::now();
         assert!(grown > Duration::from_secs(100), "after 12 failures the backoff is {grown:?}");
         // A 200 with a retriable per-record failure: the proxy is up; the next attempt is soon.
-        let mut p = payload(&["x", "y"]);
         answer(
             &mut w,
             &mut p,
@@ -860,7 +876,12 @@ mod tests {
         assert_eq!(p.records.len(), 1);
         let wait = w.not_before.saturating_duration_since(Instant::now());
         assert!(wait <= Duration::from_millis(100), "the retry waits {wait:?}, not the grown backoff");
-        assert_eq!(w.fails, 1);
+        // The same record failing again: the backoff grows from its minimum, it does not spin.
+        let body = r#"{"offsets":[{"partition":null,"offset":null,"error_code":50003,"error":"NotEnoughReplicas"}]}"#;
+        answer(&mut w, &mut p, 200, body);
+        let wait = w.not_before.saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_millis(200), "{wait:?}");
+        assert_eq!(w.fails, 2, "the second failure in a row doubles the delay");
     }
 
     #[test]
