@@ -616,9 +616,45 @@ fn retriable_answers_resend_the_same_records_after_backoff_honouring_retry_after
         assert!(w[1].at - w[0].at >= Duration::from_millis(10), "a backoff between attempts");
     }
     let value = reqs[7].records[0].value.clone();
-    let f = parse_flush(&d.line_with("the retries counted", |f| kafka_stat(f, "records_retried") >= 7.0));
+    let f = parse_flush(&d.line_with("the retries counted", |f| {
+        kafka_stat(f, "records_retried") >= 7.0 && kafka_stat(f, "records_sent") >= 1.0
+    }));
     assert_eq!(kafka_stat(&f, "records_dropped"), 0.0);
     assert_eq!(emu.with(|s| s.accepted.iter().filter(|r| r.value == value).count()), 1);
+    // The attempts after the hang and after the close went out while the proxy might have had
+    // the record already: the two possible duplicates, counted. The 5xx answers were answers.
+    assert_eq!(kafka_stat(&f, "records_resent_after_timeout"), 2.0);
+}
+
+#[test]
+fn a_record_karapace_timed_out_is_resent_and_counted_as_a_possible_duplicate() {
+    let emu = Emulator::start();
+    emu.with(|s| {
+        s.flavour = Flavour::Karapace;
+        s.record_faults = vec![RecordFault {
+            value_contains: "\"name\":\"late.c\"".into(),
+            error_code: 1,
+            error: "timed out waiting to publish message".into(),
+            times: 1,
+        }]
+    });
+    let mut d = start(
+        &kafka(&emu, "format = \"tagged\"\nretry_backoff = \"10ms\""),
+        "flush_interval = \"100ms\"\ndelete_idle_stats = true",
+        "",
+    );
+    d.send("late.c:4|c");
+    let (requests, accepted, k) = once_accepted(&emu, "late.c");
+    results_are(&requests[k], &[("late.c", 1)]);
+    assert_eq!(requests[k].status, 422);
+    let late = requests[k].records.iter().find(|r| named(r, "late.c")).unwrap();
+    assert_eq!(requests[k + 1].records, std::slice::from_ref(late), "the timed-out record alone, again");
+    assert_eq!(accepted.iter().filter(|r| named(r, "late.c")).count(), 1);
+    let f = parse_flush(
+        &d.line_with("the resend counted", |f| kafka_stat(f, "records_resent_after_timeout") > 0.0),
+    );
+    assert_eq!(kafka_stat(&f, "records_resent_after_timeout"), 1.0);
+    assert_eq!(kafka_stat(&f, "records_dropped"), 0.0);
 }
 
 #[test]
