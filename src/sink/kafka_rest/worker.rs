@@ -72,11 +72,10 @@ pub(crate) struct WorkerConfig {
 /// What one request came to.
 enum Answer {
     /// A body with per-record results (every 2xx, and a 4xx/5xx with `offsets`); a record it has
-    /// no result for comes to `otherwise`. `status` and `why` describe the answer for the log.
+    /// no result for comes to `otherwise`.
     Results {
         status: u16,
         otherwise: RecordResult,
-        why: String,
     },
     /// 413 or a "too large" error for the whole request.
     TooLarge {
@@ -254,7 +253,7 @@ impl Worker {
     /// attempt.
     fn apply(&mut self, p: &mut Payload, n: usize, answer: Answer) {
         match answer {
-            Answer::Results { status, otherwise, why } => {
+            Answer::Results { status, otherwise } => {
                 let (delivered, retry, first) = self.per_record(p, n, otherwise, status);
                 if (200..300).contains(&status) || delivered > 0 {
                     self.flush_bytes += self.body.len() as u64;
@@ -265,7 +264,7 @@ impl Worker {
                 if retry > 0 {
                     self.shared.stats.retried.fetch_add(retry as u64, Relaxed);
                     self.failed(
-                        &format!("{why}: {retry} records failed with a retriable error ({first})"),
+                        &format!("HTTP {status}: {retry} records failed with a retriable error ({first})"),
                         None,
                     );
                 } else {
@@ -405,11 +404,7 @@ impl Worker {
             }
         }
         if (200..300).contains(&status) {
-            return Answer::Results {
-                status,
-                otherwise: RecordResult::Delivered,
-                why: format!("HTTP {status}"),
-            };
+            return Answer::Results { status, otherwise: RecordResult::Delivered };
         }
         if memchr::memmem::find(&self.answer, b"\"offsets\"").is_some() {
             // Per-record results (Karapace's 422): they decide; the status only decides for a
@@ -420,7 +415,7 @@ impl Worker {
                 Answer::Drop { reason, .. } => RecordResult::Drop(reason),
                 Answer::Results { otherwise, .. } => otherwise,
             };
-            return Answer::Results { status, otherwise, why: format!("HTTP {status}") };
+            return Answer::Results { status, otherwise };
         }
         let (code, message) = request_error(&mut self.answer);
         let why = match (code, &message) {
@@ -513,7 +508,7 @@ impl Worker {
                 format!("HTTP {status}: {large}: {split} records too large for the proxy, each cut in two");
             self.log.split(&self.cfg.url, &what);
         }
-        for reason in DropReason::ALL {
+        for reason in DropReason::ALL.into_iter().filter(|&r| dropped[r as usize] > 0) {
             let why = if reason == DropReason::TooLarge { &large } else { &refused };
             self.give_up(reason, dropped[reason as usize], &format!("HTTP {status}: {why}"));
         }
@@ -784,7 +779,7 @@ mod tests {
             }
         };
         let n = p.records.len();
-        w.apply(p, n, Answer::Results { status, otherwise, why: format!("HTTP {status}") });
+        w.apply(p, n, Answer::Results { status, otherwise });
     }
 
     #[test]
