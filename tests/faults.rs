@@ -8,7 +8,9 @@
 //! slow consumer): ingest keeps reading, overruns are counted, rates divide by the real interval
 //! and no increment is lost or counted twice. Shutdown: SIGTERM just before a flush with 10 k
 //! keys in the interval delivers exactly what was sent and exits 0 in time; with the proxy
-//! refusing or hung it exits by its deadline and counts and logs what it gave up; SIGKILL while
+//! refusing or hung it exits by its deadline and counts and logs what it gave up; SIGTERM half a
+//! second after a 15 s outage of 503s (with the default backoff, or a minute's `Retry-After`)
+//! delivers every one of its 750 increments, the backoff cut short; SIGKILL while
 //! the proxy holds a POST, then a restart on the same ports and socket files, starts cleanly.
 //! Each test runs its own daemon(s) on ephemeral ports and its own temp dir, so they run in
 //! parallel.
