@@ -277,15 +277,15 @@ impl Shared {
         ev
     }
 
-    /// Delivery thread: the payload in flight is done; its buffers go back to the pool.
+    /// Delivery thread: the payload in flight is done; its buffers go back to the pool, before
+    /// the queue shows empty (so that a flush that finds it empty finds them there).
     pub fn finish(&self, p: Payload) {
+        self.recycle(p);
         let mut st = self.lock();
         st.inflight = None;
         if st.items.is_empty() {
             self.idle.notify_all();
         }
-        drop(st);
-        self.recycle(p);
     }
 
     /// Whether the sink gave up (the delivery thread then stops without counting anything).
