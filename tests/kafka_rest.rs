@@ -737,8 +737,12 @@ fn client_errors_are_dropped_and_counted_never_retried() {
     }
     emu.with(|s| {
         let mut seen = HashSet::new();
-        for r in &s.requests {
-            assert!(seen.insert(r.body.clone()), "a request was sent twice after a {} answer", r.status);
+        for (i, r) in s.requests.iter().enumerate() {
+            let answers: Vec<(u16, u64)> = s.requests[..=i].iter().map(|r| (r.status, r.conn)).collect();
+            assert!(
+                seen.insert(r.body.clone()),
+                "request {i} repeats an earlier one; (status, connection) so far: {answers:?}"
+            );
         }
         let statuses: HashSet<u16> = s.requests.iter().map(|r| r.status).collect();
         assert!([400, 401, 403, 404, 415, 422].iter().all(|c| statuses.contains(c)), "{statuses:?}");
