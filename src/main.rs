@@ -282,10 +282,14 @@ struct Cli {
     /// Bound on one request [sinks.kafka_rest.timeout; default 5s].
     #[arg(long, env = "KSTATSD_KAFKA_TIMEOUT")]
     kafka_timeout: Option<String>,
+    /// Bound on each attempt after one timed out, until one is answered: longer than the
+    /// proxy's producer gives a record [sinks.kafka_rest.resend_timeout; default 6m].
+    #[arg(long, env = "KSTATSD_KAFKA_RESEND_TIMEOUT")]
+    kafka_resend_timeout: Option<String>,
     /// Largest record value; larger flushes are split [sinks.kafka_rest.max_record_bytes; 900KiB].
     #[arg(long, env = "KSTATSD_KAFKA_MAX_RECORD_BYTES")]
     kafka_max_record_bytes: Option<String>,
-    /// Largest request body [sinks.kafka_rest.max_request_bytes; default 4MiB].
+    /// Largest request body [sinks.kafka_rest.max_request_bytes; default 1000KiB].
     #[arg(long, env = "KSTATSD_KAFKA_MAX_REQUEST_BYTES")]
     kafka_max_request_bytes: Option<String>,
     /// Bound on unsent records; the oldest are dropped past it [sinks.kafka_rest.max_queue_bytes;
@@ -387,6 +391,7 @@ impl Cli {
                 username: self.kafka_username.clone().map(Secret),
                 password: self.kafka_password.clone().map(Secret),
                 timeout: self.kafka_timeout.clone(),
+                resend_timeout: self.kafka_resend_timeout.clone(),
                 max_record_bytes: self.kafka_max_record_bytes.clone(),
                 max_request_bytes: self.kafka_max_request_bytes.clone(),
                 max_queue_bytes: self.kafka_max_queue_bytes.clone(),

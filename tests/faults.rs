@@ -8,7 +8,9 @@
 //! slow consumer): ingest keeps reading, overruns are counted, rates divide by the real interval
 //! and no increment is lost or counted twice. Shutdown: SIGTERM just before a flush with 10 k
 //! keys in the interval delivers exactly what was sent and exits 0 in time; with the proxy
-//! refusing or hung it exits by its deadline and counts and logs what it gave up; SIGKILL while
+//! refusing or hung it exits by its deadline and counts and logs what it gave up; SIGTERM half a
+//! second after a 15 s outage of 503s (with the default backoff, or a minute's `Retry-After`)
+//! delivers every one of its 750 increments, the backoff cut short; SIGKILL while
 //! the proxy holds a POST, then a restart on the same ports and socket files, starts cleanly.
 //! Each test runs its own daemon(s) on ephemeral ports and its own temp dir, so they run in
 //! parallel.
@@ -17,7 +19,7 @@ mod common;
 
 #[cfg(feature = "peers")]
 use common::carbon::Carbon;
-use common::kafka_emulator::{Emulator, Fault, State};
+use common::kafka_emulator::{Emulator, Fault, RetryAfter, State};
 use common::{parse_flush, ports, Daemon, Flush};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -457,6 +459,17 @@ fn exit_bound(timeout: Duration) -> Duration {
     timeout + Duration::from_millis(1500)
 }
 
+/// SIGTERM; the daemon must exit 0 within `exit_bound(shutdown_timeout)`. Returns the console
+/// flushes it printed meanwhile.
+fn terminate_in_time(d: Daemon, shutdown_timeout: Duration) -> Vec<Flush> {
+    let t = Instant::now();
+    let (status, rest) = d.terminate_lines(T);
+    let took = t.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < exit_bound(shutdown_timeout), "exit took {took:?} with a {shutdown_timeout:?} budget");
+    rest.iter().map(|l| parse_flush(l)).collect()
+}
+
 #[test]
 fn sigterm_just_before_a_flush_delivers_every_increment_over_10k_keys_exactly_once() {
     // 20 ms before the regular flush is due, at its deadline, and 20 ms after: whichever of the
@@ -495,12 +508,7 @@ fn sigterm_near_a_flush(offset_ms: u64) {
     if let Some(wait) = term_at.checked_duration_since(Instant::now()) {
         std::thread::sleep(wait);
     }
-    let t = Instant::now();
-    let (status, rest) = d.terminate_lines(T);
-    let took = t.elapsed();
-    assert!(status.success(), "{status:?}");
-    assert!(took < exit_bound(Duration::from_secs(3)), "exit took {took:?}");
-    console.extend(rest.iter().map(|l| parse_flush(l)));
+    console.extend(terminate_in_time(d, Duration::from_secs(3)));
     let stderr: Vec<String> = stderr.iter().collect();
 
     let n = (KEYS * PER_KEY) as f64;
@@ -595,6 +603,58 @@ fn sigterm_with_the_proxy_refusing_exits_by_the_deadline_and_counts_what_it_drop
 #[test]
 fn sigterm_with_the_proxy_hung_exits_by_the_deadline_and_counts_what_it_dropped() {
     sigterm_with_the_proxy_down(true);
+}
+
+/// The proxy answers 503 for 15 s (15 flushes of 50 increments), recovers, and SIGTERM comes
+/// half a second later, with the default backoff (100 ms doubling to 30 s) and shutdown budget
+/// (5 s): by then the sink waits out a backoff of seconds, or the `Retry-After` the proxy gave.
+/// At shutdown that wait is cut short and the queue is tried again at once: every one of the 750
+/// increments reaches the proxy, every flush once and in order, nothing is dropped.
+fn sigterm_right_after_an_outage(retry_after: Option<u64>) {
+    const FLUSHES: usize = 15;
+    const PER_FLUSH: usize = 50;
+    let emu = Emulator::start();
+    let outage =
+        Fault::Status { status: 503, error_code: 50302, retry_after: retry_after.map(RetryAfter::Seconds) };
+    emu.with(|s| s.sticky = Some(outage));
+    let url = emu.url();
+    let mut d = Daemon::start(&["--flush-interval", "1s", "--kafka-rest", &url, "--kafka-topic", "metrics"]);
+    let stderr = std::mem::replace(&mut d.stderr, channel().1);
+    let mut console = Vec::new();
+    for _ in 0..FLUSHES {
+        for _ in 0..PER_FLUSH / 10 {
+            d.send(&"outage.inc:1|c\n".repeat(10));
+        }
+        console.push(d.next_flush(T));
+    }
+    let during = emu.with(|s| s.requests.len());
+    assert!(during > 0 && emu.with(|s| s.accepted.is_empty()), "the outage refused every attempt");
+    emu.with(|s| s.sticky = None);
+    // The timing, not a wait for an event: SIGTERM half a second after the recovery.
+    std::thread::sleep(Duration::from_millis(500));
+    console.extend(terminate_in_time(d, Duration::from_secs(5)));
+    let stderr: Vec<String> = stderr.iter().collect();
+    let n = (FLUSHES * PER_FLUSH) as f64;
+    assert_eq!(total(&console, "statsd.kernel_drops"), 0.0);
+    assert_eq!(total(&console, "stats_counts.outage.inc"), n, "ingest counted every increment");
+    let got = accepted(&emu);
+    assert_eq!(total(&got, "stats_counts.outage.inc"), n, "increments at the proxy ({retry_after:?})");
+    assert_eq!(got, console, "every flush at the proxy, once, in order");
+    let k = exit_figures(&stderr, "kafka");
+    assert_eq!((k["records_sent"], k["records_dropped"]), (console.len() as f64, 0.0), "{k:?}");
+    if retry_after.is_some() {
+        assert!(stderr.iter().any(|l| l.contains("shutting down: trying")), "{stderr:?}");
+    }
+}
+
+#[test]
+fn sigterm_half_a_second_after_a_15s_outage_of_503s_delivers_all_750_increments() {
+    sigterm_right_after_an_outage(None);
+}
+
+#[test]
+fn sigterm_after_an_outage_whose_503s_asked_for_a_minute_still_delivers_all_750_increments() {
+    sigterm_right_after_an_outage(Some(60));
 }
 
 /// Senders that never stop cannot hold the exit: reading what the socket holds at SIGTERM gets

@@ -787,6 +787,7 @@ pub struct KafkaRestFile {
     pub username: Option<Secret>,
     pub password: Option<Secret>,
     pub timeout: Option<String>,
+    pub resend_timeout: Option<String>,
     pub max_record_bytes: Option<Size>,
     pub max_request_bytes: Option<Size>,
     pub max_queue_bytes: Option<Size>,
@@ -806,6 +807,7 @@ pub struct KafkaRestOverrides {
     pub username: Option<Secret>,
     pub password: Option<Secret>,
     pub timeout: Option<String>,
+    pub resend_timeout: Option<String>,
     pub max_record_bytes: Option<String>,
     pub max_request_bytes: Option<String>,
     pub max_queue_bytes: Option<String>,
@@ -827,6 +829,9 @@ pub struct KafkaRestConfig {
     pub password: Option<Secret>,
     /// Bound on one request, connect to last byte of the answer.
     pub timeout: Duration,
+    /// Bound on each attempt after one timed out, until one is answered (the proxy may still be
+    /// producing the request that timed out: do not stack copies).
+    pub resend_timeout: Duration,
     /// Largest record value; a larger flush is split into several records.
     pub max_record_bytes: usize,
     /// Largest request body; a flush of many records is split into several requests.
@@ -910,6 +915,7 @@ impl KafkaRestConfig {
                 ("--kafka-username", ov.username.is_some()),
                 ("--kafka-password", ov.password.is_some()),
                 ("--kafka-timeout", ov.timeout.is_some()),
+                ("--kafka-resend-timeout", ov.resend_timeout.is_some()),
                 ("--kafka-max-record-bytes", ov.max_record_bytes.is_some()),
                 ("--kafka-max-request-bytes", ov.max_request_bytes.is_some()),
                 ("--kafka-max-queue-bytes", ov.max_queue_bytes.is_some()),
@@ -979,6 +985,11 @@ impl KafkaRestConfig {
         if timeout.is_zero() {
             return err(format!("{W}.timeout must be above 0"));
         }
+        let resend_timeout =
+            pick_duration(&ov.resend_timeout, &f.resend_timeout, "6m", &format!("{W}.resend_timeout"))?;
+        if resend_timeout < timeout {
+            return err(format!("{W}.resend_timeout must be at least timeout"));
+        }
         let max_record_bytes =
             pick_size(&ov.max_record_bytes, f.max_record_bytes, 900 << 10, &format!("{W}.max_record_bytes"))?;
         if !(1024..=(64 << 20)).contains(&max_record_bytes) {
@@ -998,7 +1009,9 @@ impl KafkaRestConfig {
         let max_request_bytes = pick_size(
             &ov.max_request_bytes,
             f.max_request_bytes,
-            (4u64 << 20).max(min_request as u64),
+            // Under Karapace's body limit (aiohttp's 1 MiB `client_max_size`, which a body of
+            // 1 MiB already reaches): a default flush never needs a 413 round trip.
+            (1000u64 << 10).max(min_request as u64),
             &format!("{W}.max_request_bytes"),
         )?;
         if max_request_bytes < min_request || max_request_bytes > (256 << 20) {
@@ -1030,6 +1043,7 @@ impl KafkaRestConfig {
             username,
             password,
             timeout,
+            resend_timeout,
             max_record_bytes,
             max_request_bytes,
             max_queue_bytes,
@@ -1047,7 +1061,7 @@ impl KafkaRestConfig {
         };
         format!(
             "[sinks.kafka_rest]\nurl = {:?}\ntopic = {:?}\nformat = {:?}\ncontent_type = {:?}\nkey = {:?}\n\
-             {}\n{}\ntimeout = \"{}ms\"\nmax_record_bytes = {}\nmax_request_bytes = {}\nmax_queue_bytes = {}\n\
+             {}\n{}\ntimeout = \"{}ms\"\nresend_timeout = \"{}ms\"\nmax_record_bytes = {}\nmax_request_bytes = {}\nmax_queue_bytes = {}\n\
              retry_backoff = \"{}ms\"\nretry_backoff_max = \"{}ms\"\n{}",
             self.url.base(),
             self.topic,
@@ -1064,6 +1078,7 @@ impl KafkaRestConfig {
             secret("username", &self.username),
             secret("password", &self.password),
             self.timeout.as_millis(),
+            self.resend_timeout.as_millis(),
             self.max_record_bytes,
             self.max_request_bytes,
             self.max_queue_bytes,

@@ -1,12 +1,24 @@
-//! An in-process Confluent REST Proxy for the Kafka sink's tests: a plain HTTP/1.1 server
-//! (std `TcpListener`, a thread per connection, keep-alive) implementing the v2 produce contract
-//! of `shared/spec/sinks.md`: `POST /topics/{topic}` with one of the three content types, a body
+//! An in-process Kafka REST Proxy for the Kafka sink's tests: a plain HTTP/1.1 server (std
+//! `TcpListener`, a thread per connection, keep-alive) implementing the v2 produce contract:
+//! `POST /topics/{topic}` with one of the three content types, a body
 //! `{"records":[{"key":…,"value":…},…]}` (base64 strings for the binary type), answered with one
-//! `offsets` entry per record, or a request-level `{"error_code":…,"message":…}` as the real proxy
-//! does (404/40401 unknown topic, 401, 415, 413, 400, 422). It keeps every request and every
-//! record it accepted (raw value bytes), and can be told to fail: refuse connections (`down`),
-//! hang, answer slowly, close without answering, answer any status with `Retry-After`, fail
-//! chosen records with 50003 / 50002, or refuse bodies or records over a size.
+//! `offsets` entry per record, or a request-level `{"error_code":…,"message":…}` (404/40401
+//! unknown topic, 401, 415, 413, 400, 422).
+//!
+//! It answers as one of the two real proxies does ([`Flavour`]). Confluent's REST Proxy: a 200
+//! whose failed records carry `error_code` 50003 (retriable) or 50002 (its generic Kafka error;
+//! a record over the producer's `max.request.size` is a 50002 `RecordTooLargeException`), with
+//! `partition`/`offset`/`error_code`/`error` in every entry. Karapace (Aiven): entries are
+//! `{"offset","partition"}` when produced and `{"error_code","error"}` when not, with the legacy
+//! codes 2 (retriable) and 1 (not; a record too large is a 1 saying "…larger than this
+//! maximum"), and the whole answer is a 422 as soon as one record failed (the others are
+//! produced). Both refuse a body of 1 MiB or more with 413 (Karapace's aiohttp `client_max_size`).
+//!
+//! It keeps every request and every record it accepted (raw value bytes), and can be told to
+//! fail: refuse connections (`down`), hang, hold a request and produce it later even after the
+//! client gave up (as a proxy whose broker is down does), answer slowly, close without
+//! answering, answer any status with `Retry-After`, fail chosen records with any code, or
+//! refuse bodies or records over a size. Runs on the tests' threads plus one per connection.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,6 +34,26 @@ pub const JSON_V2: &str = "application/vnd.kafka.json.v2+json";
 pub const JSON_V1: &str = "application/vnd.kafka.json.v1+json";
 pub const BINARY_V2: &str = "application/vnd.kafka.binary.v2+json";
 
+/// The largest body taken: Karapace's default limit is aiohttp's `client_max_size` of 1 MiB,
+/// and aiohttp refuses a body that reaches it.
+pub const MAX_BODY: usize = (1 << 20) - 1;
+
+/// How Karapace words a record over its producer's `message.max.bytes` (aiokafka's
+/// `MessageSizeTooLargeError`), with error code 1.
+pub const KARAPACE_TOO_LARGE: &str = "The server has a configurable maximum message size to avoid unbounded \
+     memory allocation. This error is thrown if the client attempt to produce a message larger than this \
+     maximum.";
+
+/// Which proxy's answers to give.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flavour {
+    /// Confluent REST Proxy: 200 with per-record 50003 / 50002.
+    #[default]
+    Confluent,
+    /// Karapace: 422 with per-record legacy codes 2 / 1 as soon as one record failed.
+    Karapace,
+}
+
 /// What to do with one request instead of producing it.
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -29,6 +61,9 @@ pub enum Fault {
     Status { status: u16, error_code: i64, retry_after: Option<RetryAfter> },
     /// Read the request and never answer, until `release_hangs` or the emulator goes.
     Hang,
+    /// Read the request, say nothing for this long, then produce it (whether or not the client
+    /// is still there) and answer: a proxy whose broker was down.
+    Hold(Duration),
     /// Produce normally, but answer after this long.
     Slow(Duration),
     /// Read the request and close the connection without a word.
@@ -117,9 +152,11 @@ pub struct State {
     /// Applies to every request while set.
     pub sticky: Option<Fault>,
     pub record_faults: Vec<RecordFault>,
-    /// Bodies over this get 413.
+    pub flavour: Flavour,
+    /// Bodies over this get 413 ([`MAX_BODY`] unless set).
     pub max_body: Option<usize>,
-    /// Record values over this get a per-record 50002 RecordTooLargeException.
+    /// Record values over this are refused as too large (Confluent: per-record 50002
+    /// `RecordTooLargeException`; Karapace: per-record 1, in a 422).
     pub max_record: Option<usize>,
     pub topics: Vec<String>,
     /// The exact `Authorization` header required, if any (else 401).
@@ -131,13 +168,13 @@ pub struct State {
 }
 
 impl State {
-    /// Back to a healthy proxy (faults, limits and credentials cleared, topic `metrics`), keeping
-    /// what arrived.
+    /// Back to a healthy proxy (faults, record limits and credentials cleared, the default body
+    /// limit, topic `metrics`), keeping what arrived and the flavour.
     pub fn heal(&mut self) {
         self.faults.clear();
         self.sticky = None;
         self.record_faults.clear();
-        self.max_body = None;
+        self.max_body = Some(MAX_BODY);
         self.max_record = None;
         self.topics = vec!["metrics".into()];
         self.credentials = None;
@@ -168,7 +205,11 @@ impl Emulator {
     /// Listening on an ephemeral loopback port, topic `metrics` known.
     pub fn start() -> Emulator {
         let inner = Arc::new(Inner {
-            state: Mutex::new(State { topics: vec!["metrics".into()], ..State::default() }),
+            state: Mutex::new(State {
+                topics: vec!["metrics".into()],
+                max_body: Some(MAX_BODY),
+                ..State::default()
+            }),
             changed: Condvar::new(),
             conns: Mutex::new(Vec::new()),
             conn_ids: AtomicU64::new(0),
@@ -278,11 +319,11 @@ fn serve(inner: &Inner, stream: TcpStream, conn: u64) {
     while let Some(mut req) = read_request(&mut reader, conn) {
         // One lock for the fault, the records taken and the request's log: whoever waits sees
         // the request and its records together.
-        let (fault, answer) = {
+        let (fault, answer, held) = {
             let mut st = inner.lock();
             let fault = st.faults.pop_front().or_else(|| st.sticky.clone());
             let answer = match &fault {
-                Some(Fault::Hang) | Some(Fault::Close) => None,
+                Some(Fault::Hang) | Some(Fault::Close) | Some(Fault::Hold(_)) => None,
                 Some(Fault::Status { status, error_code, retry_after }) => {
                     let body = format!("{{\"error_code\":{error_code},\"message\":\"injected {status}\"}}");
                     Some((*status, body, *retry_after))
@@ -293,11 +334,29 @@ fn serve(inner: &Inner, stream: TcpStream, conn: u64) {
                 }
             };
             req.status = answer.as_ref().map_or(0, |a| a.0);
+            let held = matches!(fault, Some(Fault::Hold(_))).then(|| req.clone());
             st.requests.push(req);
-            (fault, answer)
+            (fault, answer, held)
         };
         inner.changed.notify_all();
+        let mut answer = answer;
         match fault {
+            Some(Fault::Hold(d)) => {
+                let until = Instant::now() + d;
+                while Instant::now() < until && !inner.stopping.load(Ordering::SeqCst) {
+                    std::thread::sleep(
+                        Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
+                    );
+                }
+                let mut req = held.unwrap();
+                let mut st = inner.lock();
+                let at = st.requests.iter().rposition(|r| r.conn == req.conn && r.at == req.at).unwrap();
+                let (status, body) = produce(&mut st, &mut req);
+                st.requests[at] = Request { status, ..req };
+                answer = Some((status, body, None));
+                drop(st);
+                inner.changed.notify_all();
+            }
             Some(Fault::Hang) => {
                 let mut st = inner.lock();
                 while !st.hangs_released && !inner.stopping.load(Ordering::SeqCst) {
@@ -305,7 +364,11 @@ fn serve(inner: &Inner, stream: TcpStream, conn: u64) {
                 }
                 return;
             }
-            Some(Fault::Close) => return,
+            Some(Fault::Close) => {
+                // `down` keeps a clone of the stream: dropping ours would not close it.
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
             Some(Fault::Slow(d)) => std::thread::sleep(d),
             _ => {}
         }
@@ -412,6 +475,10 @@ struct RecordIn<'a> {
 }
 
 fn error(status: u16, code: i64, message: &str) -> (u16, String) {
+    if status == 413 {
+        // Karapace's answer to a body over aiohttp's limit.
+        return (413, r#"{"error_code":413,"message":"HTTP Request Entity Too Large"}"#.to_string());
+    }
     (status, serde_json::json!({ "error_code": code, "message": message }).to_string())
 }
 
@@ -432,7 +499,7 @@ fn produce(st: &mut State, req: &mut Request) -> (u16, String) {
         return error(415, 415, "HTTP 415 Unsupported Media Type");
     }
     if st.max_body.is_some_and(|m| req.body.len() > m) {
-        return error(413, 413, "Request Entity Too Large");
+        return error(413, 413, "HTTP Request Entity Too Large");
     }
     let parsed: BodyIn = match serde_json::from_slice(&req.body) {
         Ok(b) => b,
@@ -460,19 +527,24 @@ fn produce(st: &mut State, req: &mut Request) -> (u16, String) {
         };
         req.records.push(Record { key, value });
     }
+    let karapace = st.flavour == Flavour::Karapace;
     let mut offsets = Vec::new();
     for rec in &req.records {
         let mut fail = None;
         if let Some(m) = st.max_record.filter(|m| rec.value.len() > *m) {
-            fail = Some((
-                50002,
-                format!(
-                    "org.apache.kafka.common.errors.RecordTooLargeException: The message is {} bytes \
-                     when serialized which is larger than {m}, which is the value of the \
-                     max.request.size configuration.",
-                    rec.value.len()
-                ),
-            ));
+            fail = Some(if karapace {
+                (1, KARAPACE_TOO_LARGE.to_string())
+            } else {
+                (
+                    50002,
+                    format!(
+                        "org.apache.kafka.common.errors.RecordTooLargeException: The message is {} bytes \
+                         when serialized which is larger than {m}, which is the value of the \
+                         max.request.size configuration.",
+                        rec.value.len()
+                    ),
+                )
+            });
         } else if let Some(f) =
             st.record_faults.iter_mut().find(|f| f.times > 0 && rec.value.contains(&f.value_contains))
         {
@@ -482,22 +554,28 @@ fn produce(st: &mut State, req: &mut Request) -> (u16, String) {
         match fail {
             Some((code, msg)) => {
                 req.results.push(Some(code));
-                offsets.push(
-                    serde_json::json!({"partition": null, "offset": null, "error_code": code, "error": msg}),
-                );
+                offsets.push(if karapace {
+                    serde_json::json!({"error_code": code, "error": msg})
+                } else {
+                    serde_json::json!({"partition": null, "offset": null, "error_code": code, "error": msg})
+                });
             }
             None => {
                 req.results.push(None);
                 st.next_offset += 1;
                 st.accepted.push(rec.clone());
-                offsets.push(
-                    serde_json::json!({"partition": 0, "offset": st.next_offset - 1, "error_code": null, "error": null}),
-                );
+                let offset = st.next_offset - 1;
+                offsets.push(if karapace {
+                    serde_json::json!({"offset": offset, "partition": 0})
+                } else {
+                    serde_json::json!({"partition": 0, "offset": offset, "error_code": null, "error": null})
+                });
             }
         }
     }
     let body = serde_json::json!({"offsets": offsets, "key_schema_id": null, "value_schema_id": null});
-    (200, body.to_string())
+    let failed = req.results.iter().any(Option::is_some);
+    (if karapace && failed { 422 } else { 200 }, body.to_string())
 }
 
 /// Standard base64 with padding; `None` if it is not.

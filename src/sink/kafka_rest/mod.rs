@@ -11,7 +11,9 @@
 //!
 //! Figures (`stats.statsd.kafkaStats.*` via [`Sink::meta`]): `last_flush`, `last_exception`,
 //! `flush_time`, `flush_length` as the delivery thread saw them, `records_sent`,
-//! `records_retried`, `records_dropped` and `records_dropped.<reason>`, `requests`,
+//! `records_retried`, `records_resent_after_timeout` (possible duplicates: records sent again
+//! after an attempt that got no answer), `records_dropped` and `records_dropped.<reason>`,
+//! `requests`,
 //! `queue_bytes`, `queue_payloads`.
 
 mod encode;
@@ -67,6 +69,7 @@ impl KafkaRest {
                 accept: cfg.content_type.accept(),
                 authorization,
                 timeout: cfg.timeout,
+                resend_timeout: cfg.resend_timeout,
                 max_request: cfg.max_request_bytes,
                 framing: framing.clone(),
                 retry_backoff: cfg.retry_backoff,
@@ -145,6 +148,7 @@ impl Sink for KafkaRest {
         write("flush_length", s.flush_length.load(Relaxed) as f64);
         write("records_sent", s.sent.load(Relaxed) as f64);
         write("records_retried", s.retried.load(Relaxed) as f64);
+        write("records_resent_after_timeout", s.resent_after_timeout.load(Relaxed) as f64);
         let total: u64 = DropReason::ALL.iter().map(|&r| s.dropped(r)).sum();
         write("records_dropped", total as f64);
         for r in DropReason::ALL {
@@ -202,11 +206,13 @@ mod tests {
             (k.format, k.content_type, &k.key),
             (KafkaFormat::Flat, KafkaContentType::JsonV2, &RecordKey::Hostname)
         );
-        assert_eq!(k.timeout, Duration::from_secs(5));
+        assert_eq!((k.timeout, k.resend_timeout), (Duration::from_secs(5), Duration::from_secs(360)));
+        // A default request fits Karapace's body limit: aiohttp refuses a body of 1 MiB or more.
         assert_eq!(
             (k.max_record_bytes, k.max_request_bytes, k.max_queue_bytes),
-            (900 << 10, 4 << 20, 64 << 20)
+            (900 << 10, 1000 << 10, 64 << 20)
         );
+        assert!(k.max_request_bytes < 1 << 20);
         assert_eq!(
             (k.retry_backoff, k.retry_backoff_max),
             (Duration::from_millis(100), Duration::from_secs(30))
@@ -244,10 +250,11 @@ mod tests {
         assert!(bad("max_record_bytes = 100").contains("between 1KiB"));
         assert!(bad("max_record_bytes = \"2MiB\"\nmax_request_bytes = \"2MiB\"")
             .contains("max_request_bytes must be"));
-        assert!(bad("max_queue_bytes = \"1MiB\"").contains("at least max_request_bytes"));
+        assert!(bad("max_queue_bytes = \"960KiB\"").contains("at least max_request_bytes"));
         assert!(bad("retry_backoff = \"1s\"\nretry_backoff_max = \"10ms\"").contains("retry_backoff"));
         assert!(bad("password = \"x\"").contains("no username"));
         assert!(bad("timeout = \"0s\"").contains("timeout"));
+        assert!(bad("timeout = \"10s\"\nresend_timeout = \"5s\"").contains("resend_timeout must be at least"));
         assert!(bad("colour = \"blue\"").contains("unknown field"));
         let e = build("[sinks.kafka_rest]\ntopic = \"metrics\"", KafkaRestOverrides::default()).unwrap_err();
         assert!(e.0.contains("url is required"), "{e}");

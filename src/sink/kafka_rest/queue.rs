@@ -109,6 +109,10 @@ impl DropReason {
 pub(crate) struct Stats {
     pub sent: AtomicU64,
     pub retried: AtomicU64,
+    /// Records sent again after an attempt that carried them got no answer (it timed out, or
+    /// the connection broke after the request went out): the proxy may have produced the first
+    /// copy too, so each is a possible duplicate.
+    pub resent_after_timeout: AtomicU64,
     pub requests: AtomicU64,
     pub dropped: [AtomicU64; DropReason::ALL.len()],
     /// Unix seconds of the last request the proxy accepted.
@@ -181,6 +185,9 @@ pub(crate) struct Shared {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Wait {
     Elapsed,
+    /// `shutdown` was called: the wait is cut short so that what is queued gets one more
+    /// attempt at once, within the shutdown budget.
+    Closing,
     /// The payload was evicted: give it up.
     Evicted,
     /// The shutdown deadline passed or the sink gave up: stop.
@@ -270,15 +277,15 @@ impl Shared {
         ev
     }
 
-    /// Delivery thread: the payload in flight is done; its buffers go back to the pool.
+    /// Delivery thread: the payload in flight is done; its buffers go back to the pool, before
+    /// the queue shows empty (so that a flush that finds it empty finds them there).
     pub fn finish(&self, p: Payload) {
+        self.recycle(p);
         let mut st = self.lock();
         st.inflight = None;
         if st.items.is_empty() {
             self.idle.notify_all();
         }
-        drop(st);
-        self.recycle(p);
     }
 
     /// Whether the sink gave up (the delivery thread then stops without counting anything).
@@ -292,8 +299,9 @@ impl Shared {
     }
 
     /// Delivery thread: waits until `until`, unless the payload in flight is evicted or the
-    /// shutdown deadline passes first.
-    pub fn wait_until(&self, until: Instant) -> Wait {
+    /// shutdown deadline passes first; with `cut_at_close`, also ends (`Closing`) as soon as
+    /// `shutdown` is called, or at once when it already was.
+    pub fn wait_until(&self, until: Instant, cut_at_close: bool) -> Wait {
         let mut st = self.lock();
         loop {
             if st.abandoned {
@@ -305,6 +313,9 @@ impl Shared {
             let now = Instant::now();
             if st.closing.is_some_and(|d| now >= d) {
                 return Wait::Stop;
+            }
+            if cut_at_close && st.closing.is_some() {
+                return Wait::Closing;
             }
             if now >= until {
                 return Wait::Elapsed;
@@ -387,6 +398,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn payload(bytes: usize, records: usize) -> Payload {
         let flush = FlushTag { seq: 0, last: true, enqueued: Instant::now() };
@@ -407,8 +419,28 @@ mod tests {
         assert_eq!(p.records.len(), 2);
         q.push(payload(40, 4));
         assert_eq!(q.depth(), (80, 2));
-        assert_eq!(q.wait_until(Instant::now() + std::time::Duration::from_secs(5)), Wait::Evicted);
+        assert_eq!(q.wait_until(Instant::now() + std::time::Duration::from_secs(5), true), Wait::Evicted);
         assert!(q.depth().1 == 2 && q.take().unwrap().records.len() == 3);
+    }
+
+    #[test]
+    fn shutdown_cuts_a_backoff_wait_short_once_and_the_deadline_ends_the_next() {
+        use std::time::Duration;
+        let q = Arc::new(Shared::new(1000));
+        q.push(payload(10, 1));
+        let _inflight = q.take().unwrap();
+        let waiter = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || q.wait_until(Instant::now() + Duration::from_secs(3600), true))
+        };
+        let closer = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || q.shutdown(Instant::now() + Duration::from_millis(300)))
+        };
+        assert_eq!(waiter.join().unwrap(), Wait::Closing, "an hour's backoff ended by the shutdown");
+        // Once seen, the shutdown no longer cuts a wait: the deadline does.
+        assert_eq!(q.wait_until(Instant::now() + Duration::from_secs(3600), false), Wait::Stop);
+        assert_eq!(closer.join().unwrap(), (1, 1));
     }
 
     #[test]

@@ -4,12 +4,17 @@
 //! only thread that does network I/O for this sink, so a slow or dead proxy delays nothing but
 //! this thread; the flush thread only ever enqueues.
 //!
-//! Answers (Confluent REST Proxy v2 produce contract):
-//! - 2xx: one `offsets` entry per record, in order. `error_code` null: delivered. 50003 (and the
-//!   legacy 2): retriable, the record stays for the next attempt. 50002 saying the record is too
-//!   large: a flat record is cut in two and both halves are sent; anything else: dropped.
-//! - 413 (or a request-level 50002 "too large"): the request is halved (a lone flat record is
-//!   cut in two), never resent as is.
+//! Answers (the Confluent REST Proxy v2 produce contract, and Karapace's variant of it):
+//! - A body with `offsets` (every 2xx, and a 4xx/5xx that has them, such as Karapace's 422 when
+//!   a record failed): one entry per record, in order. No `error_code`: delivered. 50003 and
+//!   the legacy 2: retriable, the record stays for the next attempt. Any code whose message says
+//!   the record is too large (Confluent's 50002 `RecordTooLargeException`, Karapace's 1
+//!   "…larger than this maximum"): a flat record is cut in two and both halves are sent.
+//!   Karapace's 1 for a record that timed out or was cancelled in its producer: retriable (its
+//!   outcome is unknown, like a timeout of ours). Any other code (50002, 1, …): dropped. A
+//!   record the body has no entry for: delivered after a 2xx, else as the status says.
+//! - 413 (or a request-level error saying "too large"): the request is halved (a lone flat
+//!   record is cut in two), never resent as is.
 //! - 408, 429, 500, 502, 503, 504 (other 5xx but 501/505), 50003, timeouts, refused or broken
 //!   connections: the same records again after a capped exponential backoff with jitter, or after
 //!   `Retry-After` when the proxy gives one (whichever is longer).
@@ -17,10 +22,24 @@
 //!
 //! Only the records that failed are resent; a record is never resent once the proxy took it.
 //! The backoff belongs to the proxy, not to one payload: after an eviction the next payload
-//! still waits its turn. Failures are logged at most once per 10 s, with a count of the rest.
+//! still waits its turn. The first answer that shows the proxy working after failed attempts
+//! (a 2xx, even with failed records, a 413, a per-record answer, a refusal) restarts the backoff
+//! from `retry_backoff`; records that keep failing one by one then grow it again.
+//! At shutdown a wait between attempts is cut short: what is queued is tried again at once, then
+//! with the backoff from its minimum and without `Retry-After`, until the shutdown deadline.
+//!
+//! Duplicates: a request that got no answer (timed out, or the connection broke after it went
+//! out) may still be produced by the proxy, which keeps working on it after the client gave up.
+//! Its records are resent (at-least-once) and counted (`records_resent_after_timeout`), but
+//! after a timeout every attempt waits `resend_timeout` (minutes, longer than the proxy's own
+//! producer gives a record) for its answer, until one is answered: the proxy then answers for
+//! itself, delivered or failed, instead of kstatsd stacking one more copy per `timeout`.
+//! Failures are logged at most once per 10 s, with a count of the rest; a per-record failure
+//! names the record (its place in the request, size, series or clock) and the proxy's reason.
 
 use super::encode::{split_flat, Framing, REQUEST_HEAD, REQUEST_TAIL};
 use super::queue::{unix_now, DropReason, Payload, Shared, Wait};
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -40,6 +59,8 @@ pub(crate) struct WorkerConfig {
     /// `Basic …`, when credentials are set.
     pub authorization: Option<String>,
     pub timeout: Duration,
+    /// Bound on each attempt after one timed out, until one is answered.
+    pub resend_timeout: Duration,
     pub max_request: usize,
     pub framing: Framing,
     pub retry_backoff: Duration,
@@ -50,13 +71,23 @@ pub(crate) struct WorkerConfig {
 
 /// What one request came to.
 enum Answer {
-    /// 2xx: the per-record results are in the answer body.
-    Accepted,
+    /// A body with per-record results (every 2xx, and a 4xx/5xx with `offsets`); a record it has
+    /// no result for comes to `otherwise`.
+    Results {
+        status: u16,
+        otherwise: RecordResult,
+    },
     /// 413 or a "too large" error for the whole request.
-    TooLarge,
+    TooLarge {
+        why: String,
+    },
     Retry {
         why: String,
         after: Option<Duration>,
+        /// No answer came after the request went out: the proxy may still produce it.
+        in_doubt: bool,
+        /// It was our timeout that ended the attempt.
+        timed_out: bool,
     },
     Drop {
         reason: DropReason,
@@ -64,13 +95,16 @@ enum Answer {
     },
 }
 
-/// One record's result in a 200.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// One record's result in an answer with `offsets`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RecordResult {
     Delivered,
-    Retriable,
+    /// Sent again; `in_doubt` when the proxy may have produced it anyway.
+    Retry {
+        in_doubt: bool,
+    },
     TooLarge,
-    Rejected,
+    Drop(DropReason),
 }
 
 pub(crate) struct Worker {
@@ -81,6 +115,14 @@ pub(crate) struct Worker {
     answer: Vec<u8>,
     results: Vec<RecordResult>,
     next: Vec<(u32, u32)>,
+    /// Records of the payload being delivered whose last attempt got no answer.
+    doubt: HashSet<(u32, u32)>,
+    /// Attempts in a row that timed out: while above 0, attempts wait `resend_timeout`.
+    timeouts: u32,
+    /// `shutdown` was seen (the backoff was cut short once; `Retry-After` is no longer waited).
+    closing: bool,
+    /// The last answer was a failed attempt (no answer, 5xx, 429, …), not an answer for records.
+    unreachable: bool,
     /// The request size the proxy accepts, learnt from 413s.
     budget: usize,
     /// Consecutive failed attempts, and no attempt before `not_before`.
@@ -102,6 +144,8 @@ impl Worker {
             // The proxy is addressed directly: HTTP(S)_PROXY variables are not for it.
             .proxy(None)
             .timeout_global(Some(cfg.timeout))
+            // A connection that cannot be opened carried nothing: never a reason to wait long.
+            .timeout_connect(Some(cfg.timeout))
             .user_agent(concat!("kstatsd/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -119,6 +163,10 @@ impl Worker {
             answer: Vec::with_capacity(4 << 10),
             results: Vec::new(),
             next: Vec::new(),
+            doubt: HashSet::new(),
+            timeouts: 0,
+            closing: false,
+            unreachable: false,
             fails: 0,
             not_before: Instant::now(),
             rng: seed | 1,
@@ -142,6 +190,7 @@ impl Worker {
             self.flush_seq = p.flush.seq;
             self.flush_bytes = 0;
         }
+        self.doubt.clear();
         loop {
             if p.records.is_empty() {
                 if p.flush.last && self.flush_bytes > 0 {
@@ -158,70 +207,137 @@ impl Worker {
                 self.shared.finish(p);
                 return true;
             }
+            if !self.closing && self.shared.closing().is_some() {
+                self.closing_now();
+            }
             if Instant::now() < self.not_before {
-                match self.shared.wait_until(self.not_before) {
+                match self.shared.wait_until(self.not_before, !self.closing) {
                     Wait::Elapsed => {}
+                    Wait::Closing => self.closing_now(),
                     Wait::Evicted => continue,
                     Wait::Stop => return false,
                 }
             }
+            let bound = if self.timeouts > 0 { self.cfg.resend_timeout } else { self.cfg.timeout };
             let timeout = match self.shared.closing() {
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left.min(self.cfg.timeout)),
+                    Some(left) if !left.is_zero() => left.min(bound),
                     _ => return false,
                 },
-                None => None,
+                None => bound,
             };
             if self.shared.abandoned() {
                 return false;
             }
             let n = self.frame(&p);
+            if !self.doubt.is_empty() {
+                // This attempt settles the doubt about the records it carries, one way or another.
+                let resent = p.records[..n].iter().filter(|r| self.doubt.remove(r)).count();
+                self.shared.stats.resent_after_timeout.fetch_add(resent as u64, Relaxed);
+            }
             let answer = self.post(timeout);
             if self.shared.abandoned() {
                 return false;
             }
             self.shared.stats.requests.fetch_add(1, Relaxed);
-            match answer {
-                Answer::Accepted => {
+            if !matches!(answer, Answer::Retry { timed_out: true, .. }) {
+                self.timeouts = 0;
+            }
+            self.apply(&mut p, n, answer);
+            self.shared.update(p.data.len(), p.records.len());
+        }
+    }
+
+    /// What the answer to the attempt that carried the first `n` records of `p` (framed in
+    /// `body`, its answer body in `answer`) means for them, for the figures and for the next
+    /// attempt.
+    fn apply(&mut self, p: &mut Payload, n: usize, answer: Answer) {
+        match answer {
+            Answer::Results { status, otherwise } => {
+                let (delivered, retry, first) = self.per_record(p, n, otherwise, status);
+                if (200..300).contains(&status) || delivered > 0 {
                     self.flush_bytes += self.body.len() as u64;
                     self.shared.stats.last_flush.store(unix_now(), Relaxed);
-                    let (retry, why) = self.per_record(&mut p, n);
-                    if retry > 0 {
-                        self.shared.stats.retried.fetch_add(retry as u64, Relaxed);
-                        self.failed(&format!("{retry} records failed with a retriable error ({why})"), None);
-                    } else {
-                        self.succeeded();
-                    }
                 }
-                Answer::TooLarge => {
-                    if n > 1 {
-                        self.budget = (self.body.len() / 2).max(1);
-                    } else {
-                        match split_flat(&mut p.data, p.records[0]) {
-                            Some([a, b]) => {
-                                p.records.splice(0..1, [a, b]);
-                            }
-                            None => {
-                                self.give_up(
-                                    DropReason::TooLarge,
-                                    1,
-                                    "the proxy says the record is too large",
-                                );
-                                p.records.remove(0);
-                            }
+                // The proxy answered for each record: it is up, whatever it said.
+                self.proxy_up();
+                if retry > 0 {
+                    self.shared.stats.retried.fetch_add(retry as u64, Relaxed);
+                    self.failed(
+                        &format!("HTTP {status}: {retry} records failed with a retriable error ({first})"),
+                        None,
+                    );
+                } else {
+                    self.succeeded();
+                }
+            }
+            Answer::TooLarge { why } => {
+                self.proxy_up();
+                if n > 1 {
+                    self.budget = (self.body.len() / 2).max(1);
+                    self.log.split(
+                        &self.cfg.url,
+                        &format!(
+                            "{why} for {n} records in {} bytes: sending at most {} bytes a request",
+                            self.body.len(),
+                            self.budget
+                        ),
+                    );
+                } else {
+                    let what = describe(p.value(p.records[0]));
+                    match split_flat(&mut p.data, p.records[0]) {
+                        Some([a, b]) => {
+                            p.records.splice(0..1, [a, b]);
+                            self.log
+                                .split(&self.cfg.url, &format!("{why} for one record ({what}): cut in two"));
+                        }
+                        None => {
+                            self.give_up(
+                                DropReason::TooLarge,
+                                1,
+                                &format!("{why}: the proxy says the record ({what}) is too large"),
+                            );
+                            p.records.remove(0);
                         }
                     }
                 }
-                Answer::Retry { why, after } => {
-                    self.shared.stats.retried.fetch_add(n as u64, Relaxed);
-                    self.failed(&why, after);
-                }
-                Answer::Drop { reason, why } => {
-                    self.give_up(reason, n, &why);
-                    p.records.drain(..n);
-                }
             }
-            self.shared.update(p.data.len(), p.records.len());
+            Answer::Retry { why, after, in_doubt, timed_out } => {
+                if in_doubt {
+                    self.doubt.extend(&p.records[..n]);
+                }
+                if timed_out {
+                    self.timeouts = self.timeouts.saturating_add(1);
+                }
+                self.shared.stats.retried.fetch_add(n as u64, Relaxed);
+                self.unreachable = true;
+                self.failed(&why, after);
+            }
+            Answer::Drop { reason, why } => {
+                self.proxy_up();
+                self.give_up(reason, n, &why);
+                p.records.drain(..n);
+            }
+        }
+    }
+
+    /// An answer that shows the proxy at work after it could not be reached or turned the
+    /// request away: the backoff grown meanwhile starts again from its minimum (and grows again
+    /// if records keep failing one by one).
+    fn proxy_up(&mut self) {
+        if self.unreachable {
+            self.unreachable = false;
+            self.fails = 0;
+        }
+    }
+
+    /// `shutdown` was called: the backoff ends now and starts again from its minimum.
+    fn closing_now(&mut self) {
+        self.closing = true;
+        self.fails = 0;
+        if self.not_before > Instant::now() {
+            log::info!("kafka: shutting down: trying {} again now, not after the backoff", self.cfg.url);
+            self.not_before = Instant::now();
         }
     }
 
@@ -248,7 +364,7 @@ impl Worker {
     }
 
     /// POSTs `body`; the answer body lands in `answer`.
-    fn post(&mut self, timeout: Option<Duration>) -> Answer {
+    fn post(&mut self, timeout: Duration) -> Answer {
         let mut req = self
             .agent
             .post(&self.cfg.url)
@@ -257,12 +373,15 @@ impl Worker {
         if let Some(auth) = &self.cfg.authorization {
             req = req.header("Authorization", auth);
         }
-        if let Some(t) = timeout {
-            req = req.config().timeout_global(Some(t)).build();
+        if timeout != self.cfg.timeout {
+            req = req.config().timeout_global(Some(timeout)).build();
         }
         let mut resp = match req.send(&self.body[..]) {
             Ok(r) => r,
-            Err(e) => return Answer::Retry { why: transport_error(&e), after: None },
+            Err(e) => {
+                let (in_doubt, timed_out) = unanswered(&e);
+                return Answer::Retry { why: transport_error(&e), after: None, in_doubt, timed_out };
+            }
         };
         let status = resp.status().as_u16();
         let after = resp
@@ -280,11 +399,23 @@ impl Worker {
                 log::debug!("kafka: could not read a {status} answer: {e}");
                 self.answer.clear();
             } else {
-                return Answer::Retry { why: format!("reading a {status} answer: {e}"), after };
+                let why = format!("reading a {status} answer: {e}");
+                return Answer::Retry { why, after, in_doubt: false, timed_out: false };
             }
         }
         if (200..300).contains(&status) {
-            return Answer::Accepted;
+            return Answer::Results { status, otherwise: RecordResult::Delivered };
+        }
+        if memchr::memmem::find(&self.answer, b"\"offsets\"").is_some() {
+            // Per-record results (Karapace's 422): they decide; the status only decides for a
+            // record without one.
+            let otherwise = match request_answer(status, None, None, format!("HTTP {status}"), None) {
+                Answer::Retry { .. } => RecordResult::Retry { in_doubt: false },
+                Answer::TooLarge { .. } => RecordResult::TooLarge,
+                Answer::Drop { reason, .. } => RecordResult::Drop(reason),
+                Answer::Results { otherwise, .. } => otherwise,
+            };
+            return Answer::Results { status, otherwise };
         }
         let (code, message) = request_error(&mut self.answer);
         let why = match (code, &message) {
@@ -292,83 +423,96 @@ impl Worker {
             (Some(c), None) => format!("HTTP {status} (error_code {c})"),
             _ => format!("HTTP {status}"),
         };
-        let too_large = message.as_deref().is_some_and(says_too_large);
-        match (status, code) {
-            (413, _) => Answer::TooLarge,
-            (_, Some(50002)) if too_large => Answer::TooLarge,
-            (_, Some(50002)) => Answer::Drop { reason: DropReason::Rejected, why },
-            (_, Some(50003)) | (408 | 429 | 500 | 502 | 503 | 504, _) => Answer::Retry { why, after },
-            (401 | 403, _) => Answer::Drop { reason: DropReason::Unauthorized, why },
-            (404, _) => Answer::Drop { reason: DropReason::UnknownTopic, why },
-            (415, _) => Answer::Drop { reason: DropReason::UnsupportedMediaType, why },
-            (400 | 422, _) => Answer::Drop { reason: DropReason::InvalidPayload, why },
-            (501 | 505, _) => Answer::Drop { reason: DropReason::HttpError, why },
-            (500..=599, _) => Answer::Retry { why, after },
-            _ => Answer::Drop { reason: DropReason::HttpError, why },
-        }
+        request_answer(status, code, message.as_deref(), why, after)
     }
 
-    /// Applies a 2xx answer to the first `n` records of `p`: delivered ones leave, retriable
-    /// ones stay (in order), too large flat ones are cut in two. Returns how many are retried,
-    /// and the first error.
-    fn per_record(&mut self, p: &mut Payload, n: usize) -> (usize, String) {
+    /// Applies an answer with per-record results to the first `n` records of `p`: delivered
+    /// ones leave, retriable ones stay (in order), too large flat ones are cut in two, the rest
+    /// are dropped by reason. Returns how many were delivered and retried, and the first
+    /// failure (which record, and the proxy's reason).
+    fn per_record(
+        &mut self,
+        p: &mut Payload,
+        n: usize,
+        otherwise: RecordResult,
+        status: u16,
+    ) -> (u64, usize, String) {
         self.results.clear();
-        let mut first_error = None;
+        // The first record of each kind of failure (retried, too large, dropped), for the log.
+        let mut first: [Option<String>; 3] = [None, None, None];
+        let kind = |r: RecordResult| match r {
+            RecordResult::Delivered => None,
+            RecordResult::Retry { .. } => Some(0),
+            RecordResult::TooLarge => Some(1),
+            RecordResult::Drop(_) => Some(2),
+        };
         let empty = self.answer.is_empty();
         match simd_json::to_borrowed_value(&mut self.answer) {
             Ok(v) => {
                 use simd_json::prelude::*;
                 if let Some(offsets) = v.get("offsets").and_then(|o| o.as_array()) {
-                    for o in offsets.iter().take(n) {
+                    for (i, o) in offsets.iter().take(n).enumerate() {
                         let code = o.get("error_code").and_then(|c| c.as_i64());
-                        let error = o.get("error").and_then(|e| e.as_str());
-                        let r = match code {
-                            None => RecordResult::Delivered,
-                            Some(2 | 50003) => RecordResult::Retriable,
-                            Some(50002) if error.is_some_and(says_too_large) => RecordResult::TooLarge,
-                            Some(_) => RecordResult::Rejected,
-                        };
-                        if r != RecordResult::Delivered && first_error.is_none() {
-                            first_error =
-                                Some(format!("error_code {}: {}", code.unwrap_or(0), error.unwrap_or("")));
+                        let error = o.get("error").and_then(|e| e.as_str()).unwrap_or("");
+                        let r = classify(code, error);
+                        if let Some(k) = kind(r).filter(|&k| first[k].is_none()) {
+                            first[k] = Some(format!(
+                                "record {} of {n} ({}): error_code {}: {}",
+                                i + 1,
+                                describe(p.value(p.records[i])),
+                                code.unwrap_or(0),
+                                error.chars().take(300).collect::<String>()
+                            ));
                         }
                         self.results.push(r);
                     }
                 }
             }
             Err(_) if empty => {}
-            Err(e) => log::debug!("kafka: unreadable 2xx answer ({e}): records counted as delivered"),
+            Err(e) => log::debug!("kafka: unreadable {status} answer ({e}): records without a result"),
         }
-        // A 2xx without a result for a record took it.
-        self.results.resize(n, RecordResult::Delivered);
+        if let Some(k) = kind(otherwise).filter(|&k| self.results.len() < n && first[k].is_none()) {
+            first[k] = Some(format!("no result for records {} to {n} of {n}", self.results.len() + 1));
+        }
+        self.results.resize(n, otherwise);
         self.next.clear();
-        let (mut delivered, mut retry, mut too_large, mut rejected) = (0, 0, 0, 0);
+        let (mut delivered, mut retry, mut split) = (0, 0, 0);
+        let mut dropped = [0usize; DropReason::ALL.len()];
         for (i, &res) in self.results.iter().enumerate() {
             let r = p.records[i];
             match res {
                 RecordResult::Delivered => delivered += 1,
-                RecordResult::Retriable => {
+                RecordResult::Retry { in_doubt } => {
                     self.next.push(r);
+                    if in_doubt {
+                        self.doubt.insert(r);
+                    }
                     retry += 1;
                 }
                 RecordResult::TooLarge => match split_flat(&mut p.data, r) {
-                    Some(halves) => self.next.extend_from_slice(&halves),
-                    None => too_large += 1,
+                    Some(halves) => {
+                        self.next.extend_from_slice(&halves);
+                        split += 1;
+                    }
+                    None => dropped[DropReason::TooLarge as usize] += 1,
                 },
-                RecordResult::Rejected => rejected += 1,
+                RecordResult::Drop(reason) => dropped[reason as usize] += 1,
             }
         }
         self.next.extend_from_slice(&p.records[n..]);
         std::mem::swap(&mut p.records, &mut self.next);
         self.shared.stats.sent.fetch_add(delivered, Relaxed);
-        let why = first_error.unwrap_or_default();
-        if too_large > 0 {
-            self.give_up(DropReason::TooLarge, too_large, &why);
+        let [retried, large, refused] = first.map(Option::unwrap_or_default);
+        if split > 0 {
+            let what =
+                format!("HTTP {status}: {large}: {split} records too large for the proxy, each cut in two");
+            self.log.split(&self.cfg.url, &what);
         }
-        if rejected > 0 {
-            self.give_up(DropReason::Rejected, rejected, &why);
+        for reason in DropReason::ALL.into_iter().filter(|&r| dropped[r as usize] > 0) {
+            let why = if reason == DropReason::TooLarge { &large } else { &refused };
+            self.give_up(reason, dropped[reason as usize], &format!("HTTP {status}: {why}"));
         }
-        (retry, why)
+        (delivered, retry, retried)
     }
 
     fn succeeded(&mut self) {
@@ -387,7 +531,8 @@ impl Worker {
         self.rng ^= self.rng << 17;
         let jitter = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         let mut delay = Duration::from_secs_f64(capped * (0.5 + 0.5 * jitter));
-        if let Some(a) = after {
+        // At shutdown the budget is what it is: waiting out a long Retry-After would only drop.
+        if let Some(a) = after.filter(|_| !self.closing) {
             delay = delay.max(a);
         }
         self.fails = self.fails.saturating_add(1);
@@ -404,6 +549,73 @@ impl Worker {
     }
 }
 
+/// What a request-level answer (a status without per-record results) means.
+fn request_answer(
+    status: u16,
+    code: Option<i64>,
+    message: Option<&str>,
+    why: String,
+    after: Option<Duration>,
+) -> Answer {
+    let retry = |why| Answer::Retry { why, after, in_doubt: false, timed_out: false };
+    match (status, code) {
+        (413, _) => Answer::TooLarge { why },
+        _ if message.is_some_and(says_too_large) => Answer::TooLarge { why },
+        (_, Some(50002)) => Answer::Drop { reason: DropReason::Rejected, why },
+        (_, Some(50003)) | (408 | 429 | 500 | 502 | 503 | 504, _) => retry(why),
+        (401 | 403, _) => Answer::Drop { reason: DropReason::Unauthorized, why },
+        (404, _) => Answer::Drop { reason: DropReason::UnknownTopic, why },
+        (415, _) => Answer::Drop { reason: DropReason::UnsupportedMediaType, why },
+        (400 | 422, _) => Answer::Drop { reason: DropReason::InvalidPayload, why },
+        (501 | 505, _) => Answer::Drop { reason: DropReason::HttpError, why },
+        (500..=599, _) => retry(why),
+        _ => Answer::Drop { reason: DropReason::HttpError, why },
+    }
+}
+
+/// One `offsets` entry's `error_code` and `error`, as Confluent and Karapace use them.
+fn classify(code: Option<i64>, error: &str) -> RecordResult {
+    match code {
+        None | Some(0) => RecordResult::Delivered,
+        Some(_) if says_too_large(error) => RecordResult::TooLarge,
+        Some(2 | 50003) => RecordResult::Retry { in_doubt: false },
+        // Karapace gives its producer's timeouts and cancellations the legacy 1, though its own
+        // source calls them retriable; the record may or may not have reached Kafka.
+        Some(1) if says_timed_out(error) => RecordResult::Retry { in_doubt: true },
+        Some(_) => RecordResult::Drop(DropReason::Rejected),
+    }
+}
+
+/// Karapace's per-record "timed out waiting to publish message…" and "Publish message
+/// cancelled".
+fn says_timed_out(error: &str) -> bool {
+    let m = error.to_ascii_lowercase();
+    m.contains("timed out") || m.contains("cancelled")
+}
+
+/// A record in a few words for the log: its size, and its series and clock when it has them
+/// (`tagged`: the series name; `flat`: the flush's clock).
+fn describe(value: &[u8]) -> String {
+    use memchr::memmem;
+    let after = |at: usize| &value[at..];
+    let name = memmem::find(value, b"\"name\":\"").and_then(|i| {
+        let rest = after(i + 8);
+        let end = memchr::memchr(b'"', rest)?;
+        Some(String::from_utf8_lossy(&rest[..end.min(120)]).into_owned())
+    });
+    let clock = memmem::rfind(value, b"\"clock\":").and_then(|i| {
+        let rest = after(i + 8);
+        let end = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+        (end > 0).then(|| String::from_utf8_lossy(&rest[..end]).into_owned())
+    });
+    match (name, clock) {
+        (Some(n), Some(c)) => format!("{} bytes, series {n}, clock {c}", value.len()),
+        (None, Some(c)) => format!("{} bytes, flush of clock {c}", value.len()),
+        (Some(n), None) => format!("{} bytes, series {n}", value.len()),
+        (None, None) => format!("{} bytes", value.len()),
+    }
+}
+
 /// `error_code` and `message` of a request-level error answer, when it is one.
 fn request_error(answer: &mut [u8]) -> (Option<i64>, Option<String>) {
     let Ok(v) = simd_json::to_borrowed_value(answer) else { return (None, None) };
@@ -414,11 +626,26 @@ fn request_error(answer: &mut [u8]) -> (Option<i64>, Option<String>) {
 }
 
 /// Whether an error message is Kafka's "record too large" (`RecordTooLargeException`: "The
-/// message is N bytes when serialized which is larger than …", or the broker's "…a message
-/// larger than the max message size…").
+/// message is N bytes when serialized which is larger than …", the broker's "…a message
+/// larger than the max message size…", Karapace's "…a message larger than this maximum").
 fn says_too_large(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("too large") || m.contains("toolarge") || m.contains("larger than")
+}
+
+/// Whether a failed request may have reached the proxy (`in_doubt`: no answer came after it
+/// went out), and whether our timeout ended it. A connection that could not be opened carried
+/// nothing.
+fn unanswered(e: &ureq::Error) -> (bool, bool) {
+    use ureq::{Error, Timeout};
+    match e {
+        Error::Timeout(Timeout::Resolve | Timeout::Connect) => (false, false),
+        Error::Timeout(_) => (true, true),
+        Error::ConnectionFailed | Error::HostNotFound | Error::BadUri(_) | Error::Tls(_) => (false, false),
+        Error::Rustls(_) => (false, false),
+        Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => (false, false),
+        _ => (true, false),
+    }
 }
 
 /// A transport error in a few words (the URL in it never holds credentials: they are in a
@@ -437,6 +664,7 @@ fn transport_error(e: &ureq::Error) -> String {
 struct LogLimit {
     failures: Every,
     drops: Every,
+    splits: Every,
     streak: u64,
 }
 
@@ -479,11 +707,188 @@ impl LogLimit {
         }
     }
 
+    fn split(&mut self, url: &str, what: &str) {
+        if let Some(more) = self.splits.allow() {
+            log::warn!(
+                "kafka: POST {url}: {what}{}",
+                if more > 0 { format!(" ({more} more splits not logged)") } else { String::new() }
+            );
+        }
+    }
+
     fn recovered(&mut self) {
         if self.streak > 0 {
             log::info!("kafka: delivering again after {} failed attempts", self.streak);
             self.streak = 0;
             self.failures = Every::default();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::kafka_rest::queue::FlushTag;
+
+    fn worker() -> Worker {
+        let cfg = WorkerConfig {
+            url: "http://127.0.0.1:9/topics/metrics".into(),
+            content_type: "application/vnd.kafka.json.v2+json",
+            accept: "application/vnd.kafka.v2+json, application/json",
+            authorization: None,
+            timeout: Duration::from_secs(5),
+            resend_timeout: Duration::from_secs(360),
+            max_request: 1 << 20,
+            framing: Framing::new(Some("h"), false),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(3600),
+            tls: crate::sink::tls::tls_config(None),
+        };
+        Worker::new(Arc::new(Shared::new(1 << 20)), cfg)
+    }
+
+    /// A payload of tagged-looking records `a`, `b`, `c`, … in one flush.
+    fn payload(names: &[&str]) -> Payload {
+        let mut p = Payload {
+            data: Vec::new(),
+            records: Vec::new(),
+            flush: FlushTag { seq: 1, last: true, enqueued: Instant::now() },
+        };
+        for n in names {
+            let start = p.data.len() as u32;
+            p.data.extend_from_slice(format!("{{\"name\":\"{n}\",\"clock\":1700000000}}").as_bytes());
+            p.records.push((start, p.data.len() as u32 - start));
+        }
+        p
+    }
+
+    fn names(p: &Payload) -> Vec<String> {
+        p.records.iter().map(|&r| describe(p.value(r))).collect()
+    }
+
+    /// Applies an answer of `status` whose body is `body` to the whole payload.
+    fn answer(w: &mut Worker, p: &mut Payload, status: u16, body: &str) {
+        w.answer = body.as_bytes().to_vec();
+        let otherwise = if (200..300).contains(&status) {
+            RecordResult::Delivered
+        } else {
+            match request_answer(status, None, None, String::new(), None) {
+                Answer::Retry { .. } => RecordResult::Retry { in_doubt: false },
+                Answer::Drop { reason, .. } => RecordResult::Drop(reason),
+                _ => RecordResult::TooLarge,
+            }
+        };
+        let n = p.records.len();
+        w.apply(p, n, Answer::Results { status, otherwise });
+    }
+
+    #[test]
+    fn confluent_and_karapace_codes() {
+        let large = "org.apache.kafka.common.errors.RecordTooLargeException: The message is 2000000 bytes \
+                     when serialized which is larger than 1048576, which is the value of the \
+                     max.request.size configuration.";
+        let karapace_large = "The server has a configurable maximum message size to avoid unbounded \
+                              memory allocation. This error is thrown if the client attempt to produce a \
+                              message larger than this maximum.";
+        let cases = [
+            (None, "", RecordResult::Delivered),
+            (Some(50003), "NotLeaderOrFollowerException", RecordResult::Retry { in_doubt: false }),
+            (Some(2), "NOT_LEADER_FOR_PARTITION", RecordResult::Retry { in_doubt: false }),
+            (Some(50002), large, RecordResult::TooLarge),
+            (Some(1), karapace_large, RecordResult::TooLarge),
+            // 50002 is Confluent's generic Kafka error, not "too large".
+            (Some(50002), "InvalidRecordException", RecordResult::Drop(DropReason::Rejected)),
+            (Some(1), "Unknown error", RecordResult::Drop(DropReason::Rejected)),
+            (Some(1), "timed out waiting to publish message", RecordResult::Retry { in_doubt: true }),
+            (Some(1), "Publish message cancelled", RecordResult::Retry { in_doubt: true }),
+        ];
+        for (code, error, want) in cases {
+            assert_eq!(classify(code, error), want, "{code:?} {error}");
+        }
+        let drop = |status, code| match request_answer(status, code, None, String::new(), None) {
+            Answer::Drop { reason, .. } => Some(reason),
+            _ => None,
+        };
+        assert_eq!(drop(500, Some(50002)), Some(DropReason::Rejected));
+        assert_eq!(drop(500, Some(50003)), None);
+        assert_eq!(drop(422, Some(42205)), Some(DropReason::InvalidPayload));
+        let karapace_413 =
+            request_answer(413, Some(413), Some("HTTP Request Entity Too Large"), String::new(), None);
+        assert!(matches!(karapace_413, Answer::TooLarge { .. }));
+    }
+
+    #[test]
+    fn a_karapace_422_delivers_the_produced_records_and_resends_or_drops_the_others_by_code() {
+        let mut w = worker();
+        let mut p = payload(&["ok.1", "retry.me", "ok.2", "reject.me", "late"]);
+        // Karapace's shape: an entry without error_code for a produced record.
+        answer(
+            &mut w,
+            &mut p,
+            422,
+            r#"{"key_schema_id":null,"value_schema_id":null,"offsets":[{"offset":7,"partition":0},
+               {"error_code":2,"error":"NOT_LEADER_OR_FOLLOWER"},{"offset":8,"partition":1},
+               {"error_code":1,"error":"INVALID_RECORD"},{"error_code":1,"error":"timed out waiting to publish message"}]}"#,
+        );
+        assert_eq!(
+            names(&p),
+            ["38 bytes, series retry.me, clock 1700000000", "34 bytes, series late, clock 1700000000"]
+        );
+        let shared = Arc::clone(&w.shared);
+        let s = &shared.stats;
+        assert_eq!(
+            (s.sent.load(Relaxed), s.retried.load(Relaxed), s.dropped(DropReason::Rejected)),
+            (2, 2, 1)
+        );
+        assert!(s.last_flush.load(Relaxed) > 0, "records were delivered");
+        assert_eq!(w.doubt.len(), 1, "Karapace's timed-out record may have been produced");
+        // A 422 with fewer entries than records: the status decides for the rest (invalid
+        // payload), and the log says which.
+        let mut p = payload(&["a", "b"]);
+        answer(&mut w, &mut p, 422, r#"{"offsets":[{"offset":9,"partition":0}]}"#);
+        assert!(p.records.is_empty());
+        assert_eq!((s.sent.load(Relaxed), s.dropped(DropReason::InvalidPayload)), (3, 1));
+    }
+
+    #[test]
+    fn an_answer_for_each_record_restarts_the_backoff_from_its_minimum() {
+        let mut w = worker();
+        let mut p = payload(&["x", "y"]);
+        for _ in 0..12 {
+            let why = "HTTP 503".to_string();
+            w.apply(&mut p, 2, Answer::Retry { why, after: None, in_doubt: false, timed_out: false });
+        }
+        let grown = w.not_before - Instant::now();
+        assert!(grown > Duration::from_secs(100), "after 12 failures the backoff is {grown:?}");
+        // A 200 with a retriable per-record failure: the proxy is up; the next attempt is soon.
+        answer(
+            &mut w,
+            &mut p,
+            200,
+            r#"{"offsets":[{"partition":0,"offset":1,"error_code":null,"error":null},
+               {"partition":null,"offset":null,"error_code":50003,"error":"NotEnoughReplicasException"}]}"#,
+        );
+        assert_eq!(p.records.len(), 1);
+        let wait = w.not_before.saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_millis(100), "the retry waits {wait:?}, not the grown backoff");
+        // The same record failing again: the backoff grows from its minimum, it does not spin.
+        let body = r#"{"offsets":[{"partition":null,"offset":null,"error_code":50003,"error":"NotEnoughReplicas"}]}"#;
+        answer(&mut w, &mut p, 200, body);
+        let wait = w.not_before.saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_millis(200), "{wait:?}");
+        assert_eq!(w.fails, 2, "the second failure in a row doubles the delay");
+    }
+
+    #[test]
+    fn records_are_described_by_series_or_clock() {
+        assert_eq!(
+            describe(br#"{"name":"api.lat","type":"timer","tags":{"clock":"x"},"clock":17,"values":{}}"#),
+            "77 bytes, series api.lat, clock 17"
+        );
+        assert_eq!(
+            describe(br#"{"gauges":{"a":1},"durationUnit":"milliseconds","clock":1462375597,"rateUnit":"seconds"}"#),
+            "88 bytes, flush of clock 1462375597"
+        );
+        assert_eq!(describe(b"12"), "2 bytes");
     }
 }
