@@ -3,8 +3,10 @@
 //! data connections that have data, closing them, and the idle and stall timeouts.
 //!
 //! Streams are edge-triggered: a readiness event is reported once, so a connection that still
-//! has data after its share of reads stays in the `ready` list until a read comes back short or
-//! `WouldBlock`. Stream reads land in one shared 64 KiB buffer; complete lines and frames are
+//! has data after its share of reads stays in the `ready` list until a read comes back
+//! `WouldBlock` or at the end of the stream (a short read is not enough: a peer that wrote and
+//! closed before the first read has its end of stream behind the data, with no edge of its own).
+//! Stream reads land in one shared 64 KiB buffer; complete lines and frames are
 //! parsed from there, only an unfinished tail is copied into its connection ([`StreamFramer`]:
 //! newline lines or length-prefixed DogStatsD frames, per the input's framing setting).
 //!
@@ -229,10 +231,9 @@ impl Server {
                     framer.feed(&stream_buf[..n], limits, &mut |f: Framed<'_>| {
                         stream_piece(active, line_buf, obs, f)
                     });
-                    if n < stream_buf.len() {
-                        // Drained: new data brings a new edge.
-                        return (false, reads);
-                    }
+                    // A short read does not mean drained: the peer's close may already be
+                    // behind this data, and it brings no new edge. Only `WouldBlock` (new data
+                    // brings a new edge) or the end of the stream stops the reads.
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (false, reads),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
