@@ -54,7 +54,7 @@ fn start(dir: &std::path::Path) -> (Daemon, Receiver<BTreeMap<String, f64>>) {
 
 /// One round: 20 TCP writes of 10 lines each ending in half a line, the same on the Unix
 /// stream, one over-long line on each, 10 JSON datagrams of 5 messages, and on a framed Unix
-/// stream 200 frames in 20 writes cut inside frames plus a frame over `max_datagram`. 656
+/// stream 200 frames in 20 writes cut inside frames plus a frame over `max_datagram`. 655
 /// metrics.
 fn round(tcp: &mut TcpStream, unix: &mut UnixStream, framed: &mut UnixStream, udp: &UdpSocket, to: &str) {
     for stream in [tcp as &mut dyn Write, unix as &mut dyn Write] {
