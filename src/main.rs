@@ -63,6 +63,14 @@ struct Cli {
     /// Unix stream socket file, fed like TCP (repeatable or comma-separated) [server.unix_stream].
     #[arg(long, env = "KSTATSD_UNIX_STREAM", value_delimiter = ',')]
     unix_stream: Option<Vec<String>>,
+    /// How TCP connections are framed: auto (told apart by their first four bytes), newline, or
+    /// length_prefix (DogStatsD's 4-byte little-endian lengths) [server.tcp_framing; default auto].
+    #[arg(long, env = "KSTATSD_TCP_FRAMING", value_name = "auto|newline|length_prefix")]
+    tcp_framing: Option<String>,
+    /// How Unix stream connections are framed, as --tcp-framing [server.unix_stream_framing;
+    /// default auto].
+    #[arg(long, env = "KSTATSD_UNIX_STREAM_FRAMING", value_name = "auto|newline|length_prefix")]
+    unix_stream_framing: Option<String>,
     /// Permission bits of the Unix socket files, octal [server.unix_mode; default 0666].
     #[arg(long, env = "KSTATSD_UNIX_MODE")]
     unix_mode: Option<String>,
@@ -346,6 +354,8 @@ impl Cli {
             tcp: self.tcp.clone(),
             unix_dgram: self.unix_dgram.clone(),
             unix_stream: self.unix_stream.clone(),
+            tcp_framing: self.tcp_framing.clone(),
+            unix_stream_framing: self.unix_stream_framing.clone(),
             unix_mode: self.unix_mode.clone(),
             json_udp: self.json_udp.clone(),
             admin: self.admin.clone(),

@@ -1,5 +1,6 @@
 //! The stream and JSON inputs run in-process on the real loop: after warm-up, reading TCP and
-//! Unix stream connections (lines split across writes, over-long lines dropped), pystatsd JSON
+//! Unix stream connections (lines split across writes, over-long lines dropped; DogStatsD
+//! length-prefixed frames split across writes, an over-long frame skipped), pystatsd JSON
 //! datagrams, and the debug dump's off path allocate nothing on the ingest thread.
 
 mod common;
@@ -43,7 +44,7 @@ impl Sink for Collect {
 fn start(dir: &std::path::Path) -> (Daemon, Receiver<BTreeMap<String, f64>>) {
     let toml = format!(
         "[server]\nudp = [\"127.0.0.1:0\"]\nadmin = \"off\"\ntcp = [\"127.0.0.1:0\"]\nunix_stream = [{:?}]\nbusy_poll = \"always\"\n\
-         max_line_bytes = 256\n[aggregate]\nflush_interval = \"1h\"\n[sinks.console]\nformat = \"off\"\n",
+         max_line_bytes = 256\nmax_datagram = 1024\n[aggregate]\nflush_interval = \"1h\"\n[sinks.console]\nformat = \"off\"\n",
         dir.join("s.sock").display().to_string()
     );
     let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
@@ -52,8 +53,10 @@ fn start(dir: &std::path::Path) -> (Daemon, Receiver<BTreeMap<String, f64>>) {
 }
 
 /// One round: 20 TCP writes of 10 lines each ending in half a line, the same on the Unix
-/// stream, one over-long line on each, and 10 JSON datagrams of 5 messages. 465 metrics.
-fn round(tcp: &mut TcpStream, unix: &mut UnixStream, udp: &UdpSocket, to: &str) {
+/// stream, one over-long line on each, 10 JSON datagrams of 5 messages, and on a framed Unix
+/// stream 200 frames in 20 writes cut inside frames plus a frame over `max_datagram`. 655
+/// metrics.
+fn round(tcp: &mut TcpStream, unix: &mut UnixStream, framed: &mut UnixStream, udp: &UdpSocket, to: &str) {
     for stream in [tcp as &mut dyn Write, unix as &mut dyn Write] {
         for w in 0..20 {
             let mut chunk = String::new();
@@ -64,6 +67,20 @@ fn round(tcp: &mut TcpStream, unix: &mut UnixStream, udp: &UdpSocket, to: &str) 
         }
         stream.write_all(b"|c\n").unwrap();
         stream.write_all(format!("x:{}|c\n", "9".repeat(400)).as_bytes()).unwrap();
+    }
+    let mut frames = Vec::new();
+    for i in 0..200 {
+        let payload = format!("st.f{}:{}|c", i % 23, i % 3);
+        frames.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frames.extend_from_slice(payload.as_bytes());
+    }
+    let long = format!("st.long:{}|c", "7".repeat(2000));
+    frames.extend_from_slice(&(long.len() as u32).to_le_bytes());
+    frames.extend_from_slice(long.as_bytes());
+    // 20 equal writes, cut inside headers and payloads alike.
+    let cut = frames.len().div_ceil(20);
+    for chunk in frames.chunks(cut) {
+        framed.write_all(chunk).unwrap();
     }
     for i in 0..10 {
         let mut d = String::new();
@@ -104,28 +121,31 @@ fn warmed_up_stream_and_json_ingest_allocates_nothing() {
     let udp_addr = find(|e| matches!(e, Endpoint::Udp(_)));
     let mut tcp = TcpStream::connect(&tcp_addr).unwrap();
     let mut unix = UnixStream::connect(dir.join("s.sock")).unwrap();
+    let mut framed = UnixStream::connect(dir.join("s.sock")).unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     // Each stream's first line is `|c` (the chunks start with the previous line's end): a bad
-    // line, as are the two over-long ones.
-    let per_round = 2 * (20 * 10 + 1 + 1) + 50;
+    // line, as are the two over-long ones and the over-long frame.
+    let per_round = 2 * (20 * 10 + 1 + 1) + 50 + 201;
     let mut cold = 0;
     for _ in 0..2 {
         for _ in 0..3 {
-            round(&mut tcp, &mut unix, &udp, &udp_addr);
+            round(&mut tcp, &mut unix, &mut framed, &udp, &udp_addr);
             cold += consume(&mut d, per_round);
         }
         assert!(d.server.flush_now());
         flushes.recv_timeout(Duration::from_secs(10)).unwrap();
     }
     assert!(cold > 0, "warming up allocates (the counter counts)");
-    round(&mut tcp, &mut unix, &udp, &udp_addr);
+    round(&mut tcp, &mut unix, &mut framed, &udp, &udp_addr);
     let mut allocations = consume(&mut d, per_round);
-    round(&mut tcp, &mut unix, &udp, &udp_addr);
+    round(&mut tcp, &mut unix, &mut framed, &udp, &udp_addr);
     allocations += consume(&mut d, per_round);
     assert!(d.server.flush_now());
     let seen = flushes.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(seen["stats_counts.statsd.metrics_received"], 2.0 * per_round as f64);
-    assert_eq!(seen["stats_counts.statsd.bad_lines.line_too_long"], 4.0);
+    assert_eq!(seen["stats_counts.statsd.bad_lines.line_too_long"], 6.0, "2 lines and a frame a round");
+    // i % 23 == 0 for i = 0, 23, ..., 184 (9 frames), values i % 3: 0, 2, 1, 0, 2, 1, 0, 2, 1
+    assert_eq!(seen["stats_counts.st.f0"], 2.0 * 9.0);
     assert_eq!(seen["stats.timers.js.t0.count;host=h0"], 4.0, "i = 0 and 7, twice");
     assert_eq!(allocations, 0, "the ingest thread allocated {allocations} times for two warm rounds");
 }

@@ -6,6 +6,7 @@
 
 use crate::aggregate::{KeyRules, Limits};
 use crate::flush::summarize::{Bound, HistogramRule, Percentile};
+use crate::net::framing::Framing;
 use crate::sink::tls::CaFile;
 use serde::Deserialize;
 use std::fmt;
@@ -49,6 +50,8 @@ pub struct ServerFile {
     pub tcp: Option<Vec<String>>,
     pub unix_dgram: Option<Vec<String>>,
     pub unix_stream: Option<Vec<String>>,
+    pub tcp_framing: Option<String>,
+    pub unix_stream_framing: Option<String>,
     pub unix_mode: Option<String>,
     pub json_udp: Option<Vec<String>>,
     pub admin: Option<String>,
@@ -183,8 +186,12 @@ pub struct ServerConfig {
     pub tcp: Vec<SocketAddr>,
     /// Unix datagram socket files (one or more lines per datagram, as UDP).
     pub unix_dgram: Vec<PathBuf>,
-    /// Unix stream socket files (newline framed, as TCP).
+    /// Unix stream socket files (framed as `unix_stream_framing` says).
     pub unix_stream: Vec<PathBuf>,
+    /// How TCP connections are framed: newlines, length prefixes, or told apart (the default).
+    pub tcp_framing: Framing,
+    /// How Unix stream connections are framed (the same choice).
+    pub unix_stream_framing: Framing,
     /// Permission bits of the socket files.
     pub unix_mode: u32,
     /// UDP listeners where every line is a pystatsd JSON message.
@@ -292,6 +299,8 @@ pub struct Overrides {
     pub tcp: Option<Vec<String>>,
     pub unix_dgram: Option<Vec<String>>,
     pub unix_stream: Option<Vec<String>>,
+    pub tcp_framing: Option<String>,
+    pub unix_stream_framing: Option<String>,
     pub unix_mode: Option<String>,
     pub json_udp: Option<Vec<String>>,
     pub admin: Option<String>,
@@ -467,6 +476,8 @@ impl Config {
                 tcp: inputs.tcp,
                 unix_dgram: inputs.unix_dgram,
                 unix_stream: inputs.unix_stream,
+                tcp_framing: inputs.tcp_framing,
+                unix_stream_framing: inputs.unix_stream_framing,
                 unix_mode: inputs.unix_mode,
                 json_udp: inputs.json_udp,
                 admin: inputs.admin,
@@ -608,6 +619,8 @@ struct Inputs {
     tcp: Vec<SocketAddr>,
     unix_dgram: Vec<PathBuf>,
     unix_stream: Vec<PathBuf>,
+    tcp_framing: Framing,
+    unix_stream_framing: Framing,
     unix_mode: u32,
     json_udp: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
@@ -642,6 +655,15 @@ impl Inputs {
             list(&ov.unix_dgram, &s.unix_dgram).into_iter().map(PathBuf::from).collect();
         let unix_stream: Vec<PathBuf> =
             list(&ov.unix_stream, &s.unix_stream).into_iter().map(PathBuf::from).collect();
+        let framing = |o: &Option<String>, f: &Option<String>, key: &str| {
+            let text = o.as_deref().or(f.as_deref()).unwrap_or("auto");
+            Framing::parse(text).ok_or_else(|| {
+                ConfigError(format!("server.{key}: `{text}` is not auto, newline or length_prefix"))
+            })
+        };
+        let tcp_framing = framing(&ov.tcp_framing, &s.tcp_framing, "tcp_framing")?;
+        let unix_stream_framing =
+            framing(&ov.unix_stream_framing, &s.unix_stream_framing, "unix_stream_framing")?;
         let mode_text = ov.unix_mode.as_deref().or(s.unix_mode.as_deref()).unwrap_or("0666");
         let digits = mode_text.trim().trim_start_matches("0o");
         let unix_mode = u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
@@ -676,6 +698,8 @@ impl Inputs {
             tcp,
             unix_dgram,
             unix_stream,
+            tcp_framing,
+            unix_stream_framing,
             unix_mode,
             json_udp,
             admin,
@@ -694,11 +718,14 @@ fn inputs_toml(s: &ServerConfig) -> String {
     let paths = |v: &[PathBuf]| quoted(v.iter().map(|p| p.display().to_string()).collect());
     let addrs = |v: &[SocketAddr]| quoted(v.iter().map(|a| a.to_string()).collect());
     format!(
-        "tcp = [{}]\nunix_dgram = [{}]\nunix_stream = [{}]\nunix_mode = \"{:04o}\"\njson_udp = [{}]\n{}\n\
+        "tcp = [{}]\nunix_dgram = [{}]\nunix_stream = [{}]\ntcp_framing = {:?}\nunix_stream_framing = {:?}\n\
+         unix_mode = \"{:04o}\"\njson_udp = [{}]\n{}\n\
          admin_allow_mutations = {}\nmax_line_bytes = {}\nmax_tcp_connections = {}\ntcp_idle_timeout = \"{}ms\"\n{}",
         addrs(&s.tcp),
         paths(&s.unix_dgram),
         paths(&s.unix_stream),
+        s.tcp_framing.name(),
+        s.unix_stream_framing.name(),
         s.unix_mode,
         addrs(&s.json_udp),
         match s.admin {

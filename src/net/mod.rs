@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod drops;
+pub mod framing;
 pub mod recvmmsg;
 pub mod tcp;
 pub mod uds;

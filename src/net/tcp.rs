@@ -1,5 +1,6 @@
 //! Stream inputs: binding a TCP listener (socket2), and the newline framing shared by TCP and
-//! Unix stream connections. The listener is bound on the main thread at start-up (or on the
+//! Unix stream connections (the choice between it and length-prefixed frames is in
+//! [`super::framing`]). The listener is bound on the main thread at start-up (or on the
 //! ingest thread at a reload); the framing runs on the ingest thread for every read.
 //!
 //! Framing essay. A read hands us an arbitrary slice of the stream: it may end in the middle of
@@ -11,19 +12,11 @@
 //! newline, where framing resumes. So a connection holds at most `max_line` bytes, whatever the
 //! peer sends, and `carry` stops allocating once it reached the longest partial line seen.
 
+use super::framing::Framed;
 use memchr::{memchr, memrchr};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
-
-/// What the framer hands its caller.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Framed<'a> {
-    /// A complete line without its `\n` (a `\r` before it is still there).
-    Line(&'a [u8]),
-    /// A line longer than `max_line` was dropped.
-    TooLong,
-}
 
 /// The framing state of one stream connection.
 #[derive(Debug, Default)]
@@ -124,6 +117,7 @@ mod tests {
             got.push(match x {
                 Framed::Line(l) => Some(String::from_utf8_lossy(l).into_owned()),
                 Framed::TooLong => None,
+                other => panic!("a line framer handed over {other:?}"),
             })
         };
         for c in chunks {

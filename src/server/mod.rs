@@ -96,6 +96,9 @@ pub struct Server {
     /// A receive, accept or admin-limit error was logged this interval: the loop logs such
     /// errors once per interval, since one that persists would recur on every turn.
     error_logged: bool,
+    /// A datagram socket reported readiness since this turn's drain: its data is still queued
+    /// (the event is edge-triggered and will not come again), so the loop must not park.
+    dgram_event: bool,
     batch: Batch,
     line_buf: LineBuf,
     active: Box<Tables>,
@@ -178,6 +181,7 @@ impl Server {
             next_housekeeping: now,
             refusal_logged: false,
             error_logged: false,
+            dgram_event: false,
             batch: Batch::new(s.recv_batch, s.max_datagram),
             line_buf: LineBuf::default(),
             active: parts.active,
@@ -286,6 +290,7 @@ impl Server {
     /// to read either spin once or (after `busy_poll` of silence) park until something happens.
     /// Returns the number of datagrams and stream reads.
     pub fn turn(&mut self) -> io::Result<usize> {
+        self.dgram_event = false;
         let mut got = self.drain();
         let evented = !self.listeners.is_empty() || self.data_conns + self.admin_conns > 0;
         if evented {
@@ -307,7 +312,7 @@ impl Server {
         if self.reload.as_ref().is_some_and(|r| r.pending()) {
             self.reload_step();
         }
-        if got == 0 && self.ready.is_empty() {
+        if got == 0 && self.ready.is_empty() && !self.dgram_event {
             let park = match self.busy_poll {
                 BusyPoll::Always => false,
                 BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
@@ -394,6 +399,7 @@ impl Server {
                 self.take_replies(now);
             } else if Token(t) == SIGNAL || t < LISTENER_BASE {
                 // Signals are flags checked every turn; datagram sockets are drained every turn.
+                self.dgram_event |= t < LISTENER_BASE;
             } else if t < CONN_BASE {
                 if t - LISTENER_BASE < self.listeners.len() {
                     self.accept(t - LISTENER_BASE, now);

@@ -3,16 +3,24 @@
 //! data connections that have data, closing them, and the idle and stall timeouts.
 //!
 //! Streams are edge-triggered: a readiness event is reported once, so a connection that still
-//! has data after its share of reads stays in the `ready` list until a read comes back short or
-//! `WouldBlock`. Stream reads land in one shared 64 KiB buffer; complete lines are parsed from
-//! there, only a line's unfinished tail is copied into its connection ([`LineFramer`]).
+//! has data after its share of reads stays in the `ready` list until a read comes back
+//! `WouldBlock` or at the end of the stream (a short read is not enough: a peer that wrote and
+//! closed before the first read has its end of stream behind the data, with no edge of its own).
+//! Stream reads land in one shared 64 KiB buffer; complete lines and frames are
+//! parsed from there, only an unfinished tail is copied into its connection ([`StreamFramer`]:
+//! newline lines or length-prefixed DogStatsD frames, per the input's framing setting).
+//!
+//! Frame errors are counted under the reasons of their datagram and line counterparts: a frame
+//! longer than `max_datagram` as `line_too_long` (a stream piece over its limit, dropped, the
+//! connection carries on), a connection closed inside a frame as `truncated_datagram` (the
+//! complete lines of the part that arrived still count, as for a datagram cut by the kernel).
 
 use super::{Server, CONN_BASE, STREAM_READS};
-use crate::aggregate::{count_too_long, ingest_stream_line, Observe, Tables};
+use crate::aggregate::{count_too_long, ingest_mixed_line, ingest_stream_line, Observe, Tables};
 use crate::net::admin::{self, AdminClient};
-use crate::net::tcp::{Framed, LineFramer};
+use crate::net::framing::{self, Framed, StreamFramer};
 use crate::net::ListenerSocket;
-use crate::parse::LineBuf;
+use crate::parse::{self, BadLine, LineBuf};
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -54,7 +62,7 @@ impl Write for Stream {
 }
 
 pub(super) enum Role {
-    Data(LineFramer),
+    Data(StreamFramer),
     Admin(AdminClient),
 }
 
@@ -97,6 +105,10 @@ impl Server {
                 }
             };
             let admin = l.admin;
+            let framing = match l.socket {
+                ListenerSocket::Tcp(_) => self.config.server.tcp_framing,
+                ListenerSocket::Unix(..) => self.config.server.unix_stream_framing,
+            };
             if admin && self.admin_conns >= admin::MAX_CLIENTS {
                 if !std::mem::replace(&mut self.error_logged, true) {
                     log::warn!(
@@ -134,7 +146,7 @@ impl Server {
             } else {
                 self.data_conns += 1;
                 self.active.stats.connections_opened += 1;
-                Role::Data(LineFramer::default())
+                Role::Data(StreamFramer::new(framing))
             };
             self.next_conn_id += 1;
             // Data may already be there (edge-triggered: no event will say so).
@@ -194,7 +206,8 @@ impl Server {
             config,
             ..
         } = self;
-        let max_line = config.server.max_line_bytes;
+        let limits =
+            framing::Limits { max_line: config.server.max_line_bytes, max_frame: config.server.max_datagram };
         let Some(Some(conn)) = conns.get_mut(slot) else { return (false, 0) };
         let Role::Data(framer) = &mut conn.role else { return (false, 0) };
         let mut noop = ();
@@ -206,7 +219,7 @@ impl Server {
         for _ in 0..STREAM_READS {
             match conn.stream.read(stream_buf) {
                 Ok(0) => {
-                    framer.finish(&mut |f: Framed<'_>| stream_line(active, line_buf, obs, f));
+                    framer.finish(limits, &mut |f: Framed<'_>| stream_piece(active, line_buf, obs, f));
                     close_conn(conns, free, poll.registry(), slot, data_conns, admin_conns);
                     return (false, reads);
                 }
@@ -215,13 +228,12 @@ impl Server {
                     conn.last_active = now;
                     active.stats.packets += 1;
                     active.stats.bytes += n as u64;
-                    framer.feed(&stream_buf[..n], max_line, &mut |f: Framed<'_>| {
-                        stream_line(active, line_buf, obs, f)
+                    framer.feed(&stream_buf[..n], limits, &mut |f: Framed<'_>| {
+                        stream_piece(active, line_buf, obs, f)
                     });
-                    if n < stream_buf.len() {
-                        // Drained: new data brings a new edge.
-                        return (false, reads);
-                    }
+                    // A short read does not mean drained: the peer's close may already be
+                    // behind this data, and it brings no new edge. Only `WouldBlock` (new data
+                    // brings a new edge) or the end of the stream stops the reads.
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (false, reads),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -266,13 +278,39 @@ impl Server {
     }
 }
 
-/// One framed line of a stream connection.
+/// The bad-line reason of a frame over `max_datagram`.
+const FRAME_TOO_LONG: BadLine = BadLine::LineTooLong;
+/// The bad-line reason of a connection closed inside a frame.
+const TRUNCATED_FRAME: BadLine = BadLine::Truncated;
+
+/// One framed piece of a stream connection: a line, or a frame's payload (lines, as in a
+/// datagram), or a piece that was dropped.
 #[inline]
-fn stream_line(tables: &mut Tables, buf: &mut LineBuf, obs: &mut dyn Observe, f: Framed<'_>) {
+fn stream_piece(tables: &mut Tables, buf: &mut LineBuf, obs: &mut dyn Observe, f: Framed<'_>) {
     match f {
         Framed::Line(line) => ingest_stream_line(tables, line, buf, obs),
+        Framed::Frame(payload) => {
+            for line in parse::lines(payload) {
+                ingest_mixed_line(tables, line, buf, obs);
+            }
+        }
         Framed::TooLong => count_too_long(tables),
+        Framed::FrameTooLong => count_bad_piece(tables, FRAME_TOO_LONG),
+        Framed::TruncatedFrame(part) => {
+            // Its complete lines count; the cut tail is the bad line.
+            let complete = memchr::memrchr(b'\n', part).map_or(0, |i| i + 1);
+            for line in parse::lines(&part[..complete]) {
+                ingest_mixed_line(tables, line, buf, obs);
+            }
+            count_bad_piece(tables, TRUNCATED_FRAME);
+        }
     }
+}
+
+#[cold]
+fn count_bad_piece(tables: &mut Tables, why: BadLine) {
+    tables.stats.metrics += 1;
+    tables.stats.count_bad(why);
 }
 
 fn close_conn(

@@ -125,6 +125,23 @@ impl Daemon {
         }
     }
 
+    /// Adds up the flushes until every `want` name reached its value (each at least), or panics
+    /// after `timeout` with what it saw; returns the sums of every name (a gauge's sum is its
+    /// value times the flushes that carried it).
+    pub fn sums_until(&self, want: &[(&str, f64)], timeout: Duration) -> Flush {
+        let reached = |s: &Flush| want.iter().all(|(n, v)| s.get(*n).is_some_and(|x| x >= v));
+        let deadline = Instant::now() + timeout;
+        let mut sums = Flush::new();
+        while !reached(&sums) {
+            assert!(Instant::now() < deadline, "never reached {want:?} within {timeout:?}; got {sums:?}");
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            for (k, v) in self.next_flush(left) {
+                *sums.entry(k).or_insert(0.0) += v;
+            }
+        }
+        sums
+    }
+
     /// Sends SIGTERM and waits for exit; returns the status and every flush printed meanwhile.
     pub fn terminate(self, timeout: Duration) -> (ExitStatus, Vec<Flush>) {
         let (status, lines) = self.terminate_lines(timeout);
