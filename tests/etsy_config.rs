@@ -165,7 +165,8 @@ fn check_config_prints_toml_that_reads_back_to_the_same_configuration() {
     for line in [
         "udp = [\"127.0.0.1:8125\", \"[::1]:8127\"]\n",
         "tcp = [\"127.0.0.1:8125\"]\n",
-        "unix_stream = [\"/tmp/kstatsd-etsy-config.sock\"]\nunix_mode = \"0660\"\n",
+        "unix_stream = [\"/tmp/kstatsd-etsy-config.sock\"]\n",
+        "unix_mode = \"0660\"\n",
         "admin = \"127.0.0.1:8126\"\n",
         "debug_dump = \"\"\n",
         "flush_interval = \"2500ms\"\npercentiles = [90, 99.9, -10]\n",
