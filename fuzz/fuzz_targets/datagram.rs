@@ -14,7 +14,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|datagram: &[u8]| {
     let limits = Limits {
-        key: KeyRules { sanitize: datagram.len() % 2 == 0, max_name_bytes: 64, max_tags: 4 },
+        key: KeyRules {
+            sanitize: datagram.len() % 2 == 0,
+            name_tags: datagram.len() % 3 != 0,
+            max_name_bytes: 64,
+            max_tags: 4,
+        },
         max_series: 32,
         max_set_members: 16,
         max_samples: 64,
