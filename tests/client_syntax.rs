@@ -60,11 +60,11 @@ fn set_members_are_never_split_over_udp_and_tcp() {
 fn tags_never_break_the_graphite_tag_list() {
     let d = Daemon::start(&["--flush-interval", "300ms"]);
     d.send(
-        "tags:1|c|#k:x;j=y\ntags:2|c|#j:y,k:x\nt1:1|c|#tag1:val;1\neq:1|c|#a=b:c,d:e=f\n\
+        "{\"metric_name\":\"j\",\"metric_type\":\"counter\",\"k;x\":\"a;b\",\"e=q\":\"v\",\"empty\":\"\"}\n\
+         tags:1|c|#k:x;j=y\ntags:2|c|#j:y,k:x\nt1:1|c|#tag1:val;1\neq:1|c|#a=b:c,d:e=f\n\
          bare:1|c|#canary\nbare:2|c|#canary:\ntilde:1|c|#k:~v\nsemi:1|c|#a;b:c\n\
          nokey:1|c|#:v\nnokey:1|c|#$$:v\ngone:1|c|#$$,k:v\n",
     );
-    d.send(r#"{"metric_name":"j","metric_type":"counter","k;x":"a;b","e=q":"v","empty":""}"#);
     let f = d.flush_with("stats_counts.tags;k=x_j=y", WAIT);
     assert_eq!(get(&f, "stats_counts.tags;k=x_j=y"), 1.0, "';' in a value is '_': no second tag");
     assert_eq!(get(&f, "stats_counts.tags;j=y;k=x"), 2.0, "and no collision with the real pair");
@@ -101,8 +101,11 @@ fn carbon_safe_tags_with_sanitizing_off() {
 #[test]
 fn tags_written_into_names_are_tags() {
     let d = Daemon::start(&["--flush-interval", "300ms", "--max-tags", "3"]);
+    // One datagram (no flush can split it); it starts with '{', so its JSON lines are messages.
     d.send(
-        "influx.req,env=prod,az=1:1|c\ninflux.req,az=1,env=prod:10|c\nlibrato.req#env=prod,az=1:2|c\n\
+        "{\"metric_name\":\"jn,env=prod\",\"metric_type\":\"counter\",\"value\":2}\n\
+         {\"metric_name\":\"jm,env=prod\",\"metric_type\":\"counter\",\"az\":\"1\"}\n\
+         influx.req,env=prod,az=1:1|c\ninflux.req,az=1,env=prod:10|c\nlibrato.req#env=prod,az=1:2|c\n\
          sfx[env=prod,az=1].req:3|c\ndog.req:4|c|#az:1,env:prod\nlat,env=prod:5|ms\nlat,env=prod:7|ms\n\
          users,env=prod:u:1|s\nflag,canary:1|c\nsan,k=a;b,u=h/p:1|c\nlevel#env=prod:-2|g\n\
          mix,env=prod:1|c|#az:1\nmix2,env=prod#az=1:1|c\nsfx2[env=prod:1|c\nsfx3[a=1].b,c=2:1|c\n\
@@ -119,11 +122,12 @@ fn tags_written_into_names_are_tags() {
     assert_eq!(get(&f, "stats_counts.flag;canary=true"), 1.0);
     assert_eq!(get(&f, "stats_counts.san;k=a_b;u=h-p"), 1.0, "sanitized like any tag");
     assert_eq!(get(&f, "stats.gauges.level;env=prod"), -2.0);
-    assert_eq!(bad(&f, "mixed_tag_styles"), 3.0, "with |#, ',' then '#', ',' after ']'");
+    assert_eq!(get(&f, "stats_counts.jn;env=prod"), 2.0, "a pystatsd name with name tags");
+    assert_eq!(bad(&f, "mixed_tag_styles"), 4.0, "with |#, ',' then '#', ',' after ']', with JSON tags");
     assert_eq!(bad(&f, "bad_name_tags"), 1.0);
     assert_eq!(bad(&f, "empty_tag_key"), 1.0);
     assert_eq!(bad(&f, "too_many_tags"), 1.0, "max_tags counts name tags");
-    assert_eq!(get(&f, "stats_counts.statsd.bad_lines_seen"), 6.0);
+    assert_eq!(get(&f, "stats_counts.statsd.bad_lines_seen"), 7.0);
     let ours = |k: &&String| !k.contains("statsd.");
     assert!(!f.keys().filter(ours).any(|k| k.contains("mix") || k.contains("sfx2") || k.contains("many")));
 }
