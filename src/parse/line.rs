@@ -227,21 +227,22 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut LineBuf) -> Result<Parsed<'a>, B
     let mut tags: Option<&[u8]> = None;
     let mut pos = colon + 1;
     loop {
-        // values, up to the first '|'
-        let Some(bar) = find(line, pos, b'|') else {
-            out.bad.push(BadLine::NoType);
-            break;
-        };
-        // the type, up to '|' or ':'; after an error the segment is still scanned to its end
-        let end = find_end(line, bar + 1);
-        let ty = &line[bar + 1..end];
-        // an empty segment ("a:1|c::2|c") is one bad line, as in etsy; a set member may start
-        // with ':' (`ips:::1|s` is the member `::1`)
-        if line.get(pos) == Some(&b':') && ty != b"s" {
+        // values, up to the first '|'; the type, up to '|' or ':' (after an error the segment is
+        // still scanned to its end)
+        let bar = find(line, pos, b'|');
+        let end = bar.map_or(line.len(), |bar| find_end(line, bar + 1));
+        let ty = bar.map(|bar| &line[bar + 1..end]);
+        // an empty segment ("a:1|c::2|c", "a::") is one bad line, as in etsy; a set member may
+        // start with ':' (`ips:::1|s` is the member `::1`)
+        if line.get(pos) == Some(&b':') && ty != Some(b"s") {
             out.bad.push(BadLine::NoType);
             pos += 1;
             continue;
         }
+        let (Some(bar), Some(ty)) = (bar, ty) else {
+            out.bad.push(BadLine::NoType);
+            break;
+        };
         let values = (pos, bar);
         let mut bad = None;
         let kind = match ty {
@@ -506,6 +507,17 @@ mod tests {
         assert_eq!(parse("a:1:2|c").unwrap().2.len(), 2);
         let (_, samples, bad) = parse_all("a:1|c::2|c");
         assert_eq!((samples.len(), bad), (2, vec![BadLine::NoType]));
+    }
+
+    /// Found by fuzz/line: `1c::` is two empty segments, two bad lines as etsy counts them, also
+    /// when no `|` follows (the set rule looks for the type first).
+    #[test]
+    fn empty_segments_without_a_type_are_each_a_bad_line() {
+        assert_eq!(parse_all("1c::").2, vec![BadLine::NoType, BadLine::NoType]);
+        assert_eq!(parse_all("a:").2, vec![BadLine::NoType]);
+        assert_eq!(parse_all("a:1|c::").2, vec![BadLine::NoType, BadLine::NoType]);
+        let (_, samples, bad) = parse_all("a:::x|s");
+        assert_eq!((samples.len(), bad), (1, vec![]), "the member '::x'");
     }
 
     #[test]
