@@ -160,6 +160,10 @@ struct Cli {
     /// etsy's key sanitizing [aggregate.sanitize_keys; default true].
     #[arg(long, env = "KSTATSD_SANITIZE_KEYS")]
     sanitize_keys: Option<bool>,
+    /// Read InfluxDB `name,k=v`, librato `name#k=v` and SignalFx `name[k=v]` tags written into
+    /// names as tags [aggregate.name_tags; default true].
+    #[arg(long, env = "KSTATSD_NAME_TAGS")]
+    name_tags: Option<bool>,
     /// Longest metric name accepted, bytes [aggregate.max_name_bytes; default 1024].
     #[arg(long, env = "KSTATSD_MAX_NAME_BYTES")]
     max_name_bytes: Option<usize>,
@@ -346,6 +350,7 @@ impl Cli {
             gauges_max_ttl: self.gauges_max_ttl,
             counter_rates: self.counter_rates,
             sanitize_keys: self.sanitize_keys,
+            name_tags: self.name_tags,
             max_name_bytes: self.max_name_bytes,
             max_tags: self.max_tags,
             max_series: self.max_series,

@@ -1,6 +1,7 @@
 //! Fuzzes the whole datagram → tables → flush → serialize path with small limits, so that the
 //! limit paths run too. Properties: no panic; every non-empty line is counted exactly once (as a
-//! metric, an event or a service check); the limits hold; every key is UTF-8; the flat JSON
+//! metric, an event or a service check); the limits hold; every key is UTF-8 and every tag in it
+//! one that carbon's tag database accepts (name tags on or off, sanitizing on or off); the flat JSON
 //! rendering is UTF-8 and names every flushed series; reading the datagram in place (the fast
 //! path finds each line's end itself) gives exactly what recording its lines one by one gives.
 #![no_main]
@@ -14,7 +15,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|datagram: &[u8]| {
     let limits = Limits {
-        key: KeyRules { sanitize: datagram.len() % 2 == 0, max_name_bytes: 64, max_tags: 4 },
+        key: KeyRules {
+            sanitize: datagram.len() % 2 == 0,
+            name_tags: datagram.len() % 3 != 0,
+            max_name_bytes: 64,
+            max_tags: 4,
+        },
         max_series: 32,
         max_set_members: 16,
         max_samples: 64,
@@ -59,6 +65,12 @@ fuzz_target!(|datagram: &[u8]| {
     assert!(tables.series_count() <= 32);
     for s in tables.series() {
         assert!(!s.key.is_empty() && s.name_len > 0 && s.name_len <= s.key.len());
+        // every tag, wherever it came from, is one carbon's tag database accepts
+        for tag in s.key[s.name_len..].split(';').skip(1) {
+            let (k, v) = tag.split_once('=').expect("every tag has a value");
+            assert!(!k.is_empty() && !k.contains([';', '!', '^', '=']), "{:?}", s.key);
+            assert!(!v.is_empty() && !v.starts_with('~'), "{:?}", s.key);
+        }
     }
 
     let mut config = Config::defaults().aggregate;

@@ -3,7 +3,7 @@
 //! inside the line and holds only finite numbers (timers ≥ 0, rates > 0); and wherever the
 //! etsy grammar and ours coincide (no tags, no packed values, no DogStatsD fields), a slow
 //! reference parser written the way etsy does it (split on ':' then '|') counts the same good
-//! samples and bad segments.
+//! samples and bad segments. A set member is every byte up to its `|`, `:` included.
 #![no_main]
 
 use kstatsd::parse::{parse_line, parse_simple, BadLine, Kind, LineBuf, Parsed, SampleValue};
@@ -31,6 +31,9 @@ fuzz_target!(|line: &[u8]| {
                     SampleValue::Member { start, end } => {
                         assert_eq!(s.kind, Kind::Set);
                         assert!(start <= end && (end as usize) <= line.len());
+                        // a member is never split: it runs up to the '|' before its type
+                        assert_eq!(line.get(end as usize), Some(&b'|'));
+                        assert!(!line[start as usize..end as usize].contains(&b'|'));
                     }
                 }
             }
@@ -61,8 +64,17 @@ fn reference(line: &[u8]) -> Option<(usize, usize)> {
     if name.is_empty() {
         return None;
     }
+    let bits: Vec<&str> = rest.split(':').collect();
+    // A set member may start with ':' (`ips:::1|s`): where empty segments run into a set,
+    // etsy counts bad segments and kstatsd one member, a documented difference.
+    for (i, bit) in bits.iter().enumerate() {
+        let next = bits[i..].iter().find(|b| !b.is_empty());
+        if bit.is_empty() && next.is_some_and(|b| b.split('|').nth(1) == Some("s")) {
+            return None;
+        }
+    }
     let (mut good, mut bad) = (0, 0);
-    for bit in rest.split(':') {
+    for bit in bits {
         if bit.is_empty() {
             bad += 1; // an empty segment
             continue;

@@ -2,29 +2,106 @@
 //! a series in every sink. Runs on the ingest thread, but only when a raw key is seen for the
 //! first time in an interval (an intern miss), so it may be thorough rather than fast.
 //!
-//! Canonical form: the sanitized name, then each tag as `;key=value` (or `;key`), tags sanitized
-//! like names, deduplicated and sorted bytewise: `api.req;env=prod;host=a`. Sanitizing follows
-//! etsy: whitespace runs become `_`, `/` becomes `-`, and bytes outside `[A-Za-z0-9_.\-;=]` are
-//! removed. With sanitizing off, the bytes are kept but must be UTF-8.
+//! Canonical form: the sanitized name, then each tag as `;key=value`, deduplicated and sorted
+//! bytewise: `api.req;env=prod;host=a`. Tags come from three places, all treated alike: Graphite
+//! tags in the name (`name;k=v`), tags written into the name (InfluxDB, librato, SignalFx; see
+//! `parse::split_name_tags`, when `name_tags` is on) and DogStatsD `|#k:v` tags (pystatsd JSON
+//! tags arrive in that form too). Sanitizing follows etsy: whitespace runs become `_`, `/`
+//! becomes `-`, and bytes outside `[A-Za-z0-9_.\-;=]` are removed; with sanitizing off the
+//! bytes are kept but must be UTF-8.
+//!
+//! Then, sanitizing on or off, every tag is made one that carbon's tag database accepts, so the
+//! Graphite name is never ambiguous: in a key, `;` `=` `!` `^` become `_`; in a value, `;`
+//! becomes `_` (etsy 0.9.0 does the same: `#tag1:val;1` is `tag1=val_1`) and a leading `~`
+//! becomes `_`; an empty value, or none (a bare `#canary`), is `true` (`canary=true`, as
+//! Telegraf reads it: carbon refuses an empty value). A tag that is empty once sanitized is
+//! dropped; one with a value but no key is a bad line (`empty_tag_key`).
 
-use crate::parse::BadLine;
+use crate::parse::{split_name_tags, BadLine};
 
 /// Limits and switches that shape a key; part of the aggregate config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyRules {
     pub sanitize: bool,
+    /// Read InfluxDB, librato and SignalFx tags written into names as tags.
+    pub name_tags: bool,
     pub max_name_bytes: usize,
     pub max_tags: usize,
 }
 
 impl Default for KeyRules {
     fn default() -> Self {
-        KeyRules { sanitize: true, max_name_bytes: 1024, max_tags: 64 }
+        KeyRules { sanitize: true, name_tags: true, max_name_bytes: 1024, max_tags: 64 }
     }
 }
 
 /// Most tags one line may carry, whatever `max_tags` says (the sort uses a stack array).
 pub const TAGS_CAP: usize = 256;
+
+/// The tags of one key as they are collected: each written as `k=v` into the caller's scratch
+/// buffer, its range kept here on the stack.
+struct TagList {
+    ranges: [(u32, u32); TAGS_CAP],
+    count: usize,
+    limit: usize,
+    sanitize: bool,
+}
+
+impl TagList {
+    /// Adds one tag (`value` is `None` for a bare tag), sanitized and made carbon-safe.
+    fn push(&mut self, key: &[u8], value: Option<&[u8]>, scratch: &mut Vec<u8>) -> Result<(), BadLine> {
+        let start = scratch.len();
+        push_component(key, self.sanitize, scratch)?;
+        let key_end = scratch.len();
+        for b in &mut scratch[start..key_end] {
+            if matches!(*b, b';' | b'=' | b'!' | b'^') {
+                *b = b'_';
+            }
+        }
+        scratch.push(b'=');
+        let value_start = scratch.len();
+        if let Some(v) = value {
+            push_component(v, self.sanitize, scratch)?;
+        }
+        let v = &mut scratch[value_start..];
+        for b in v.iter_mut() {
+            if *b == b';' {
+                *b = b'_';
+            }
+        }
+        if let Some(first @ b'~') = v.first_mut() {
+            *first = b'_';
+        }
+        if key_end == start {
+            scratch.truncate(start);
+            return match value {
+                // an empty tag ("a,,b", "#", or one sanitized to nothing) says nothing
+                None => Ok(()),
+                Some(_) => Err(BadLine::EmptyTagKey),
+            };
+        }
+        if scratch.len() == value_start {
+            scratch.extend_from_slice(b"true");
+        }
+        if self.count == self.limit {
+            return Err(BadLine::TooManyTags);
+        }
+        self.ranges[self.count] = (start as u32, scratch.len() as u32);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Adds each tag of a `,`-separated list whose keys end at the first `sep`.
+    fn push_list(&mut self, list: &[u8], sep: u8, scratch: &mut Vec<u8>) -> Result<(), BadLine> {
+        for tag in list.split(|&b| b == b',') {
+            match memchr::memchr(sep, tag) {
+                Some(i) => self.push(&tag[..i], Some(&tag[i + 1..]), scratch)?,
+                None => self.push(tag, None, scratch)?,
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Appends the canonical key for (`name`, `tags`) to `out` (which starts empty) and returns the
 /// length of its name part; the rest of `out` is the tag part (`;k=v…`). `scratch` is a reused
@@ -39,52 +116,42 @@ pub fn canonical_key(
     if name.len() > rules.max_name_bytes {
         return Err(BadLine::NameTooLong);
     }
-    push_component(name, rules.sanitize, out)?;
+    let written = if rules.name_tags { split_name_tags(name)? } else { None };
+    let (head, tail, name_tags) = match written {
+        Some(_) if !tags.is_empty() => return Err(BadLine::MixedTagStyles),
+        Some(t) => (t.head, t.tail, t.tags),
+        None => (name, &b""[..], &b""[..]),
+    };
+    push_component(head, rules.sanitize, out)?;
+    push_component(tail, rules.sanitize, out)?;
     // A `;` in the name starts Graphite tags (`name;k=v`): etsy puts them after the stat too.
     let name_len = memchr::memchr(b';', out).unwrap_or(out.len());
     if name_len == 0 {
         return Err(BadLine::EmptyName);
     }
-    if tags.is_empty() && name_len == out.len() {
+    if tags.is_empty() && name_tags.is_empty() && name_len == out.len() {
         return Ok(name_len);
     }
     // Each tag is written as "k=v" into `scratch`, its range kept on the stack; the ranges are
     // then sorted and deduplicated and the tags appended to `out` as ";k=v".
     scratch.clear();
-    let mut ranges = [(0u32, 0u32); TAGS_CAP];
-    let mut count = 0;
-    let limit = rules.max_tags.min(TAGS_CAP);
-    for tag in out[name_len..].split(|&b| b == b';').filter(|t| !t.is_empty()) {
-        if count == limit {
-            return Err(BadLine::TooManyTags);
+    let mut list = TagList {
+        ranges: [(0, 0); TAGS_CAP],
+        count: 0,
+        limit: rules.max_tags.min(TAGS_CAP),
+        sanitize: rules.sanitize,
+    };
+    for tag in out[name_len..].split(|&b| b == b';') {
+        match memchr::memchr(b'=', tag) {
+            Some(i) => list.push(&tag[..i], Some(&tag[i + 1..]), scratch)?,
+            None => list.push(tag, None, scratch)?,
         }
-        let start = scratch.len();
-        scratch.extend_from_slice(tag);
-        ranges[count] = (start as u32, scratch.len() as u32);
-        count += 1;
     }
     out.truncate(name_len);
-    for tag in tags.split(|&b| b == b',').filter(|t| !t.is_empty()) {
-        let start = scratch.len();
-        match memchr::memchr(b':', tag) {
-            Some(i) => {
-                push_component(&tag[..i], rules.sanitize, scratch)?;
-                scratch.push(b'=');
-                push_component(&tag[i + 1..], rules.sanitize, scratch)?;
-            }
-            None => push_component(tag, rules.sanitize, scratch)?,
-        }
-        if scratch.len() == start {
-            continue; // an empty tag ("a,,b" or "#") says nothing
-        }
-        if count == limit {
-            return Err(BadLine::TooManyTags);
-        }
-        ranges[count] = (start as u32, scratch.len() as u32);
-        count += 1;
-    }
+    list.push_list(name_tags, b'=', scratch)?;
+    list.push_list(tags, b':', scratch)?;
     let tag = |r: &(u32, u32)| &scratch[r.0 as usize..r.1 as usize];
-    let ranges = &mut ranges[..count];
+    let ranges = &mut list.ranges[..list.count];
     ranges.sort_unstable_by(|a, b| tag(a).cmp(tag(b)));
     for (i, r) in ranges.iter().enumerate() {
         if i > 0 && tag(&ranges[i - 1]) == tag(r) {
@@ -169,18 +236,86 @@ mod tests {
     fn tags_are_canonical() {
         assert_eq!(key("tag.c", "env:prod,host:a").unwrap(), ("tag.c;env=prod;host=a".into(), 5));
         assert_eq!(key("tag.c", "host:a,env:prod").unwrap().0, "tag.c;env=prod;host=a");
-        assert_eq!(key("g", "x").unwrap().0, "g;x");
-        assert_eq!(key("g", "x,x,,y").unwrap().0, "g;x;y");
+        assert_eq!(key("g", "x").unwrap().0, "g;x=true", "a bare tag gets a value carbon accepts");
+        assert_eq!(key("g", "x,x,,y").unwrap().0, "g;x=true;y=true");
         assert_eq!(key("g", "url:http://a/b").unwrap().0, "g;url=http--a-b");
         // Graphite tags in the name join the DogStatsD ones
         assert_eq!(key("san.ttag;env=prod", "").unwrap(), ("san.ttag;env=prod".into(), 8));
         assert_eq!(key("a;z=1;b=2", "m:x").unwrap().0, "a;b=2;m=x;z=1");
         assert_eq!(key(";x=1", ""), Err(BadLine::EmptyName));
+        assert_eq!(key("a;k", "").unwrap().0, "a;k=true");
+    }
+
+    /// Every tag is one carbon's tag database accepts (non-empty key without `;!^=`, non-empty
+    /// value without `;`, not starting with `~`), whatever the client sent, so that the Graphite
+    /// name reads back as exactly the tags that were sent.
+    #[test]
+    fn tags_never_break_the_graphite_tag_list() {
+        // etsy 0.9.0's own test: `#tag1:val;1` is `tag1=val_1`
+        assert_eq!(key("t", "tag1:val;1").unwrap().0, "t;tag1=val_1");
+        assert_eq!(key("tags", "k:x;j=y").unwrap().0, "tags;k=x_j=y", "no second tag appears");
+        assert_ne!(key("tags", "k:x;j=y").unwrap().0, key("tags", "j:y,k:x").unwrap().0);
+        assert_eq!(key("t", "a=b:c").unwrap().0, "t;a_b=c", "no '=' in a key");
+        assert_eq!(key("t", "a:b=c").unwrap().0, "t;a=b=c", "'=' in a value is unambiguous");
+        assert_eq!(key("t", "k:").unwrap().0, "t;k=true");
+        assert_eq!(key("t", "k:~x").unwrap().0, "t;k=x", "sanitizing removes '~'");
+        assert_eq!(key("t", "k:$$").unwrap().0, "t;k=true");
+        assert_eq!(key("t", ":v"), Err(BadLine::EmptyTagKey));
+        assert_eq!(key("t", "$$:v"), Err(BadLine::EmptyTagKey));
+        assert_eq!(key("t", "$$,k:v").unwrap().0, "t;k=v", "a tag sanitized to nothing is dropped");
+        // Graphite tags in the name follow the same rules
+        assert_eq!(key("t;=v", ""), Err(BadLine::EmptyTagKey));
+        assert_eq!(key("t;k=v=w", "").unwrap().0, "t;k=v=w");
+        // with sanitizing off, the carbon rules still hold
+        let raw = KeyRules { sanitize: false, ..KeyRules::default() };
+        let raw_key = |name: &str, tags: &str| {
+            let mut out = Vec::new();
+            canonical_key(name.as_bytes(), tags.as_bytes(), &raw, &mut out, &mut Vec::new())
+                .map(|_| String::from_utf8(out).unwrap())
+        };
+        assert_eq!(raw_key("t", "k!^=:~v;w").unwrap(), "t;k___=_v_w");
+        assert_eq!(raw_key("t", "k:v~,a b:c d").unwrap(), "t;a b=c d;k=v~");
+        assert_eq!(raw_key("t", "k").unwrap(), "t;k=true");
+        for (name, tags) in [("t", "k:x;j=y"), ("t;a=;b", "=x:~;,!:^"), ("t", "a:b:c")] {
+            for k in [key(name, tags).map(|k| k.0), raw_key(name, tags)].into_iter().flatten() {
+                for tag in k.split(';').skip(1) {
+                    let (tk, tv) = tag.split_once('=').unwrap();
+                    assert!(!tk.is_empty() && !tk.contains([';', '!', '^', '=']), "{k}");
+                    assert!(!tv.is_empty() && !tv.starts_with('~'), "{k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tags_written_into_names() {
+        assert_eq!(key("api.req,env=prod,az=1", "").unwrap(), ("api.req;az=1;env=prod".into(), 7));
+        assert_eq!(key("api.req#env=prod,az=1", "").unwrap().0, "api.req;az=1;env=prod");
+        assert_eq!(key("api[env=prod,az=1].req", "").unwrap().0, "api.req;az=1;env=prod");
+        // the same series as the DogStatsD spelling
+        assert_eq!(key("api.req,env=prod,az=1", "").unwrap(), key("api.req", "az:1,env:prod").unwrap());
+        // sanitized and made carbon-safe like any tag
+        assert_eq!(key("a,k=x;y,bare,u=http://h/p", "").unwrap().0, "a;bare=true;k=x_y;u=http--h-p");
+        assert_eq!(key("a,=v", ""), Err(BadLine::EmptyTagKey));
+        assert_eq!(key("a,k=v", "j:w"), Err(BadLine::MixedTagStyles));
+        assert_eq!(key("a,k=v#j=w", ""), Err(BadLine::MixedTagStyles));
+        assert_eq!(key("a[k=v", ""), Err(BadLine::BadNameTags));
+        assert_eq!(key(",k=v", ""), Err(BadLine::EmptyName));
+        // Graphite tags stay in the name part, and join the others
+        assert_eq!(key("a;g=1,k=v", "").unwrap().0, "a;g=1;k=v");
+        // off: etsy's reading, the punctuation sanitized away
+        let off = KeyRules { name_tags: false, ..KeyRules::default() };
+        let mut out = Vec::new();
+        canonical_key(b"foo,env=prod", b"j:w", &off, &mut out, &mut Vec::new()).unwrap();
+        assert_eq!(out, b"fooenv=prod;j=w");
+        out.clear();
+        canonical_key(b"api[env=prod].req", b"", &off, &mut out, &mut Vec::new()).unwrap();
+        assert_eq!(out, b"apienv=prod.req");
     }
 
     #[test]
     fn limits() {
-        let rules = KeyRules { sanitize: true, max_name_bytes: 4, max_tags: 2 };
+        let rules = KeyRules { sanitize: true, name_tags: true, max_name_bytes: 4, max_tags: 2 };
         let mut out = Vec::new();
         assert_eq!(
             canonical_key(b"abcde", b"", &rules, &mut out, &mut Vec::new()),

@@ -84,6 +84,7 @@ pub struct AggregateFile {
     pub gauges_max_ttl: Option<u32>,
     pub counter_rates: Option<bool>,
     pub sanitize_keys: Option<bool>,
+    pub name_tags: Option<bool>,
     pub max_name_bytes: Option<usize>,
     pub max_tags: Option<usize>,
     pub max_series: Option<usize>,
@@ -291,6 +292,7 @@ pub struct Overrides {
     pub gauges_max_ttl: Option<u32>,
     pub counter_rates: Option<bool>,
     pub sanitize_keys: Option<bool>,
+    pub name_tags: Option<bool>,
     pub max_name_bytes: Option<usize>,
     pub max_tags: Option<usize>,
     pub max_series: Option<usize>,
@@ -409,6 +411,7 @@ impl Config {
         let global_suffix = text(&ov.global_suffix, &a.global_suffix, "");
         let key = KeyRules {
             sanitize: ov.sanitize_keys.or(a.sanitize_keys).unwrap_or(true),
+            name_tags: ov.name_tags.or(a.name_tags).unwrap_or(true),
             max_name_bytes: ov.max_name_bytes.or(a.max_name_bytes).unwrap_or(1024),
             max_tags: ov.max_tags.or(a.max_tags).unwrap_or(64),
         };
@@ -560,7 +563,7 @@ impl Config {
              legacy_namespace = {}\nglobal_prefix = {:?}\nprefix_counter = {:?}\nprefix_timer = {:?}\n\
              prefix_gauge = {:?}\nprefix_set = {:?}\nglobal_suffix = {:?}\nmeta_prefix = {:?}\n\
              delete_counters = {}\ndelete_timers = {}\ndelete_sets = {}\ndelete_gauges = {}\n\
-             {}\ncounter_rates = {}\nsanitize_keys = {}\nmax_name_bytes = {}\n\
+             {}\ncounter_rates = {}\nsanitize_keys = {}\nname_tags = {}\nmax_name_bytes = {}\n\
              max_tags = {}\nmax_series = {}\nmax_set_members = {}\nmax_samples = {}\n\n{}[sinks.console]\nformat = {:?}\n",
             list(&udp),
             s.recv_buffer,
@@ -589,6 +592,7 @@ impl Config {
             opt("gauges_max_ttl", a.gauges_max_ttl.map(u64::from)),
             a.counter_rates,
             a.limits.key.sanitize,
+            a.limits.key.name_tags,
             a.limits.key.max_name_bytes,
             a.limits.key.max_tags,
             a.limits.max_series,

@@ -8,8 +8,9 @@
 //! parse allocates nothing. The tape is walked once: the metric fields are picked out, and every
 //! other top-level key with a string, number or bool value becomes a tag, written as DogStatsD
 //! raw tags (`key:value,…`) so that the series key is canonicalized exactly like a
-//! `|#key:value` line's. A `,` in a tag, or a `:` in a tag key, cannot be written in that form
-//! and is dropped (sanitizing would remove it anyway).
+//! `|#key:value` line's, with the same sanitizing (`aggregate::key`: no `;` in a key or value,
+//! no `=` in a key, an empty value is `true`). A `,` in a tag, or a `:` in a tag key, cannot be
+//! written in that form and is dropped (sanitizing would remove it anyway).
 //!
 //! Fields: `metric_name` and `metric_type` (strings) are required; `metric_type` is `counter`,
 //! `gauge` (or pystatsd's historic `guage`), `timer`, `set` or `trace` (a counter of 1 per

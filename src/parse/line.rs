@@ -2,7 +2,8 @@
 //!
 //! A line is `name:values|type[|field…]`, optionally followed by `:values|type[|field…]` segments
 //! (etsy's multi-metric form), where `values` may pack several values separated by `:`
-//! (DogStatsD). Fields after the type are `@rate`, `#tags`, `c:container`, `Tts`; unknown fields
+//! (DogStatsD), except in a set: a set member is every byte up to the `|` (`ips:2001:db8::1|s`
+//! is one member, as DogStatsD defines it). Fields after the type are `@rate`, `#tags`, `c:container`, `Tts`; unknown fields
 //! are skipped so newer clients keep working. The type and the `@`/`T` fields end at `|` or `:`
 //! (a `:` there starts the next segment); tags and container ids end only at `|` because they
 //! hold `:` themselves.
@@ -194,12 +195,12 @@ impl SimpleNumber {
     }
 }
 
-/// The fast path's set case, `name:member|s`, where `member` holds no `:` (that would be packed
-/// members). `from` is where the number scan stopped.
+/// The fast path's set case, `name:member|s`: the member is everything up to the first `|`,
+/// `:` included (a set member is never split). `from` is where the number scan stopped.
 #[inline(always)]
 fn simple_set(line: &[u8], colon: usize, from: usize) -> Option<(usize, Sample)> {
-    let bar = find2(line, from, b'|', b':')?;
-    if line[bar] != b'|' || &line[bar + 1..] != b"s" {
+    let bar = find(line, from, b'|')?;
+    if &line[bar + 1..] != b"s" {
         return None;
     }
     let value = SampleValue::Member { start: (colon + 1) as u32, end: bar as u32 };
@@ -226,23 +227,25 @@ pub fn parse_line<'a>(line: &'a [u8], out: &mut LineBuf) -> Result<Parsed<'a>, B
     let mut tags: Option<&[u8]> = None;
     let mut pos = colon + 1;
     loop {
-        // an empty segment ("a:1|c::2|c") is one bad line, as in etsy
-        if line.get(pos) == Some(&b':') {
+        // values, up to the first '|'; the type, up to '|' or ':' (after an error the segment is
+        // still scanned to its end)
+        let bar = find(line, pos, b'|');
+        let end = bar.map_or(line.len(), |bar| find_end(line, bar + 1));
+        let ty = bar.map(|bar| &line[bar + 1..end]);
+        // an empty segment ("a:1|c::2|c", "a::") is one bad line, as in etsy; a set member may
+        // start with ':' (`ips:::1|s` is the member `::1`)
+        if line.get(pos) == Some(&b':') && ty != Some(b"s") {
             out.bad.push(BadLine::NoType);
             pos += 1;
             continue;
         }
-        // values, up to the first '|'
-        let Some(bar) = find(line, pos, b'|') else {
+        let (Some(bar), Some(ty)) = (bar, ty) else {
             out.bad.push(BadLine::NoType);
             break;
         };
         let values = (pos, bar);
-        pos = bar + 1;
-        // the type, up to '|' or ':'; after an error the segment is still scanned to its end
-        let end = find_end(line, pos);
         let mut bad = None;
-        let kind = match &line[pos..end] {
+        let kind = match ty {
             b"c" => Kind::Counter,
             b"g" => Kind::Gauge,
             b"ms" | b"h" | b"d" => Kind::Timer,
@@ -364,11 +367,12 @@ fn push_values(
                     _ => SampleValue::Number(x),
                 }
             }
-            // an empty member is the member "0", as in etsy (`fields[0] || '0'`)
-            Kind::Set => SampleValue::Member { start: pos as u32, end: stop as u32 },
+            // a set member is never split: every byte up to the '|' (DogStatsD's definition; an
+            // empty member is "0", as in etsy: `fields[0] || '0'`)
+            Kind::Set => SampleValue::Member { start: start as u32, end: end as u32 },
         };
         samples.push(Sample { kind, value, weight });
-        if stop == end {
+        if stop == end || kind == Kind::Set {
             return Ok(());
         }
         pos = stop + 1;
@@ -473,8 +477,47 @@ mod tests {
         );
         let s = parse("a:1|c|@0.5:2|c").unwrap().2;
         assert_eq!(s, vec![num(Kind::Counter, 2.0, 2.0), num(Kind::Counter, 2.0, 1.0)]);
-        let s = parse("u:a:b|s").unwrap().2;
-        assert_eq!(s.len(), 2);
+    }
+
+    /// A set member is everything between the first `:` and the first `|`: IPv6 addresses, MACs
+    /// and `ns:id` ids are one member each (etsy would split them into bad segments).
+    #[test]
+    fn set_members_are_never_split() {
+        let member = |s: &str| {
+            let (_, _, samples) = parse(s).unwrap();
+            assert_eq!(samples.len(), 1, "{s}");
+            match samples[0].value {
+                SampleValue::Member { start, end } => s[start as usize..end as usize].to_string(),
+                v => panic!("{s}: {v:?}"),
+            }
+        };
+        assert_eq!(member("ips:2001:db8::1|s"), "2001:db8::1");
+        assert_eq!(member("ips:::1|s"), "::1");
+        assert_eq!(member("mac:aa:bb:cc|s"), "aa:bb:cc");
+        assert_eq!(member("user:user:42|s|#t:1"), "user:42");
+        assert_eq!(parse("user:user:42|s|#t:1").unwrap().1, "t:1");
+        assert_eq!(member("u:a:b|s|@0.5"), "a:b");
+        assert_eq!(member("u:|s"), "", "the empty member (recorded as \"0\")");
+        // the segment after a set still starts at the next ':'
+        let (_, samples, bad) = parse_all("u:a:b|s:2|c");
+        assert!(bad.is_empty());
+        assert_eq!(samples[0].value, SampleValue::Member { start: 2, end: 5 });
+        assert_eq!(samples[1], num(Kind::Counter, 2.0, 1.0));
+        // packing still applies to every other type, and an empty segment is still bad
+        assert_eq!(parse("a:1:2|c").unwrap().2.len(), 2);
+        let (_, samples, bad) = parse_all("a:1|c::2|c");
+        assert_eq!((samples.len(), bad), (2, vec![BadLine::NoType]));
+    }
+
+    /// Found by fuzz/line: `1c::` is two empty segments, two bad lines as etsy counts them, also
+    /// when no `|` follows (the set rule looks for the type first).
+    #[test]
+    fn empty_segments_without_a_type_are_each_a_bad_line() {
+        assert_eq!(parse_all("1c::").2, vec![BadLine::NoType, BadLine::NoType]);
+        assert_eq!(parse_all("a:").2, vec![BadLine::NoType]);
+        assert_eq!(parse_all("a:1|c::").2, vec![BadLine::NoType, BadLine::NoType]);
+        let (_, samples, bad) = parse_all("a:::x|s");
+        assert_eq!((samples.len(), bad), (1, vec![]), "the member '::x'");
     }
 
     #[test]
@@ -619,7 +662,11 @@ mod tests {
             parse_simple(b"s:u1|s").map(|s| s.1.value),
             Some(SampleValue::Member { start: 2, end: 4 })
         );
-        assert_eq!(parse_simple(b"s:a:b|s"), None, "packed members go to the full parser");
+        assert_eq!(
+            parse_simple(b"s:a:b|s").map(|s| s.1.value),
+            Some(SampleValue::Member { start: 2, end: 5 }),
+            "a member with ':' is one member"
+        );
         assert_eq!(
             parse_simple(b"s:-1|s").map(|s| s.1.value),
             Some(SampleValue::Member { start: 2, end: 4 })

@@ -1,15 +1,17 @@
 //! Input parsing: splitting a datagram into lines and parsing each statsd/DogStatsD line into
-//! borrowed pieces. Runs on the ingest thread; never allocates, never panics, never indexes past
+//! borrowed pieces, and reading the tags written into names. Runs on the ingest thread; never allocates, never panics, never indexes past
 //! a bound it did not check. A line that cannot be parsed yields a [`BadLine`] reason, which the
 //! caller counts; the rest of the datagram is unaffected.
 
 pub mod json;
 mod line;
+mod name_tags;
 mod number;
 mod scan;
 
 pub use json::{parse_json, JsonBuf};
 pub use line::{parse_line, parse_simple, parse_simple_prefix, Kind, LineBuf, Parsed, Sample, SampleValue};
+pub use name_tags::{split_name_tags, NameTags};
 pub use number::parse_f64;
 
 /// Why a line was dropped. Counted per reason in `bad_lines_seen` and reported as
@@ -57,10 +59,17 @@ pub enum BadLine {
     /// A pystatsd JSON message without `metric_name`, `metric_type`, or the `value` its type
     /// needs.
     MissingField,
+    /// Tags written into the name in two styles (`a,k=v#j=w`), or name tags and DogStatsD `|#`
+    /// tags in one line.
+    MixedTagStyles,
+    /// SignalFx tags with a `[` and no `]`, a `]` first, or brackets nested or repeated.
+    BadNameTags,
+    /// A tag with a value but no key (`#:v`, `a,=v`), as sent or once sanitized.
+    EmptyTagKey,
 }
 
 impl BadLine {
-    pub const ALL: [BadLine; 20] = [
+    pub const ALL: [BadLine; 23] = [
         BadLine::NoValue,
         BadLine::EmptyName,
         BadLine::NoType,
@@ -81,6 +90,9 @@ impl BadLine {
         BadLine::LineTooLong,
         BadLine::InvalidJson,
         BadLine::MissingField,
+        BadLine::MixedTagStyles,
+        BadLine::BadNameTags,
+        BadLine::EmptyTagKey,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -107,6 +119,9 @@ impl BadLine {
             BadLine::LineTooLong => "line_too_long",
             BadLine::InvalidJson => "invalid_json",
             BadLine::MissingField => "missing_field",
+            BadLine::MixedTagStyles => "mixed_tag_styles",
+            BadLine::BadNameTags => "bad_name_tags",
+            BadLine::EmptyTagKey => "empty_tag_key",
         }
     }
 }

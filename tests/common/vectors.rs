@@ -59,9 +59,30 @@ pub fn load(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// One flush of a vector: what etsy flushed, name → value.
+/// One flush of a vector: what etsy flushed, name → value, with etsy's names spelled the way
+/// kstatsd deliberately differs (see [`kstatsd_name`]).
 pub fn wanted(flush: &Value) -> std::collections::BTreeMap<String, f64> {
-    flush["flushed"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.as_f64().unwrap())).collect()
+    flush["flushed"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, x)| (kstatsd_name(k), x.as_f64().unwrap()))
+        .collect()
+}
+
+/// The one deliberate difference in the vectors' names: a bare tag (`#x`), which etsy writes as
+/// `;x` and carbon's tag database refuses, is `;x=true` in kstatsd (docs/protocol.md).
+pub fn kstatsd_name(etsy: &str) -> String {
+    let mut parts = etsy.split(';');
+    let mut name = parts.next().unwrap_or_default().to_string();
+    for tag in parts {
+        name.push(';');
+        name.push_str(tag);
+        if !tag.contains('=') {
+            name.push_str("=true");
+        }
+    }
+    name
 }
 
 /// Compares one of kstatsd's flushes with etsy's: every etsy name must be there with an equal

@@ -798,8 +798,10 @@ mod tests {
         );
         let page = user(&pages[0]);
         assert!(
-            page.contains("req_total{host_name=\"h1\",path=\"a\\\"b\\\\c\",tag_le=\"5\",zone=\"eu\"} 1\n"),
-            "bare tag dropped, first of two equal label names kept, `le` renamed: {page}"
+            page.contains(
+                "req_total{flag=\"true\",host_name=\"h1\",path=\"a\\\"b\\\\c\",tag_le=\"5\",zone=\"eu\"} 1\n"
+            ),
+            "a bare tag reads `true`, first of two equal label names kept, `le` renamed: {page}"
         );
         assert!(page.contains("req_total{zone=\"us\"} 2\n"), "{page}");
         assert_eq!(page.matches("# TYPE req_total counter").count(), 1, "one family: {page}");
