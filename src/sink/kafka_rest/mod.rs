@@ -14,8 +14,8 @@
 //! `records_retried`, `records_dropped` and `records_dropped.<reason>`, `requests`,
 //! `queue_bytes`, `queue_payloads`.
 
-mod encode;
-mod queue;
+pub(crate) mod encode;
+pub(crate) mod queue;
 mod url;
 mod worker;
 
