@@ -267,12 +267,21 @@ impl ClientContext for Context {
             let mut pid = self.producer_id.lock().unwrap_or_else(|e| e.into_inner());
             if *pid != (eos.producer_id, eos.producer_epoch) {
                 *pid = (eos.producer_id, eos.producer_epoch);
-                log::info!(
-                    "kafka (native): idempotent producer id {} epoch {} ({})",
-                    eos.producer_id,
-                    eos.producer_epoch,
-                    eos.idemp_state
-                );
+                // librdkafka bumps the epoch when the broker says it does not know the producer
+                // (it lost its state): against such a broker that can repeat every second.
+                if let Some(held) = self.log.allow("producer id") {
+                    let more = if held > 0 {
+                        format!(" ({held} changes since the last line)")
+                    } else {
+                        String::new()
+                    };
+                    log::info!(
+                        "kafka (native): idempotent producer id {} epoch {} ({}){more}",
+                        eos.producer_id,
+                        eos.producer_epoch,
+                        eos.idemp_state
+                    );
+                }
             }
         }
     }

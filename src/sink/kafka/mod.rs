@@ -120,9 +120,20 @@ impl KafkaNative {
         })
     }
 
-    /// librdkafka's view: records (and their bytes) it holds unacknowledged.
+    /// Records librdkafka holds unacknowledged (queued or in flight).
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
+    }
+
+    /// Gives up every record librdkafka holds (each counted under `records_dropped.shutdown`)
+    /// and waits, at most `wait`, until their reports are served. For benches and tests that
+    /// enqueue to an unreachable broker.
+    pub fn discard_queued(&self, wait: Duration) {
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let until = Instant::now() + wait;
+        while self.producer.in_flight_count() > 0 && Instant::now() < until {
+            self.producer.poll(Duration::from_millis(10));
+        }
     }
 }
 
