@@ -365,3 +365,93 @@ fn sigterm_delivers_what_was_aggregated() {
     let values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
     assert_eq!(values, [last.as_str()], "the final flush reached the broker before exit");
 }
+
+#[test]
+fn a_frozen_broker_past_the_timeout_drops_the_records_and_counts_them() {
+    let t = Tansu::start();
+    let mut run =
+        Run::start(&t.addr(), "late-acks", &["--flush-interval", "200ms", "--kafka-timeout", "500ms"]);
+    run.until("a first delivery", |f| stat(f, "records_sent") >= 1.0);
+    t.freeze();
+    run.until("records dropped after the timeout", |f| stat(f, "records_dropped.timeout") >= 3.0);
+    t.thaw();
+    let (flushes, log) = run.finish();
+    let last = flushes.last().unwrap();
+    assert_eq!(stat(last, "records_dropped"), stat(last, "records_dropped.timeout"));
+    assert!(stat(last, "last_exception") > 0.0);
+    let lines: Vec<&String> = log.iter().filter(|l| l.contains("records_dropped.timeout")).collect();
+    // One line per flush interval at most: far fewer lines than records dropped.
+    assert!(!lines.is_empty() && (lines.len() as f64) < stat(last, "records_dropped.timeout"), "{lines:?}");
+}
+
+#[test]
+fn a_full_queue_refuses_new_records_and_counts_them() {
+    let t = Tansu::start();
+    let args = [
+        "--flush-interval",
+        "100ms",
+        "--kafka-max-record-bytes",
+        "4KiB",
+        "--kafka-max-queue-bytes",
+        "8KiB",
+        "--shutdown-timeout",
+        "30s",
+    ];
+    let mut run = Run::start(&t.addr(), "full", &args);
+    run.until("a first delivery", |f| stat(f, "records_sent") >= 1.0);
+    t.freeze();
+    run.until("records refused", |f| stat(f, "records_dropped.queue_full") >= 3.0);
+    let stalled = run.flushes.last().unwrap().clone();
+    assert!(stat(&stalled, "queue_bytes") <= 8192.0, "the queue stays within max_queue_bytes");
+    t.thaw();
+    let (flushes, _) = run.finish();
+    // What was queued is delivered, in order: the records are the flushes less those refused.
+    let records = t.records("full");
+    let mine = of_key(&records, &hostname());
+    let values: Vec<Flush> = mine.iter().map(|r| parse_flush(&r.value)).collect();
+    let mut at = 0;
+    for v in &values {
+        at += flushes[at..].iter().position(|f| f == v).expect("each record is a later flush") + 1;
+    }
+    let last = flushes.last().unwrap();
+    assert_eq!(
+        values.len() as f64 + stat(last, "records_dropped.queue_full"),
+        flushes.len() as f64,
+        "sent or refused"
+    );
+}
+
+#[test]
+fn check_config_prints_the_section_with_credentials_redacted() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kstatsd"))
+        .args(["--check-config", "--kafka-brokers", "k1:9092,k2:9093", "--kafka-topic", "metrics"])
+        .args([
+            "--kafka-sasl-mechanism",
+            "scram-sha-256",
+            "--kafka-username",
+            "alice",
+            "--kafka-password",
+            "s3cret",
+        ])
+        .args(["--kafka-compression", "zstd"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("[sinks.kafka]\nbrokers = [\"k1:9092\", \"k2:9093\"]\ntopic = \"metrics\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compression = \"zstd\"") && text.contains("sasl_mechanism = \"scram-sha-256\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("password = \"<redacted>\"") && !text.contains("s3cret") && !text.contains("alice"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("[sinks.kafka_rest]"),
+        "the shared flags alone do not turn the REST sink on: {text}"
+    );
+}
