@@ -258,6 +258,37 @@ fn a_killed_and_restarted_broker_loses_what_it_held_and_the_producer_carries_on_
     assert_eq!(stat(flushes.last().unwrap(), "records_dropped"), 0.0, "{log:?}");
 }
 
+/// The same with the idempotent producer (acks = all): tansu 0.6.0 forgets the producer ids it
+/// handed out, answers UNKNOWN_PRODUCER_ID until the records time out, then fences the bumped
+/// epoch. The sink then starts a new producer (a new id) and delivery resumes, in order, with
+/// what was given up counted.
+#[test]
+fn a_killed_and_restarted_broker_with_the_idempotent_producer_gets_a_new_producer_and_delivery_resumes() {
+    let mut t = Tansu::start();
+    let args = ["--flush-interval", "200ms", "--shutdown-timeout", "30s", "--kafka-timeout", "1s"];
+    let mut run = Run::start(&t.addr(), "restart-idempotent", &args);
+    run.until("two deliveries", |f| stat(f, "records_sent") >= 2.0);
+    let acknowledged = stat(run.flushes.last().unwrap(), "records_sent");
+    t.kill();
+    for _ in 0..3 {
+        run.send("kept.hits:5|c");
+        run.next();
+    }
+    t.restart();
+    t.create_topic("restart-idempotent");
+    run.until("deliveries again", |f| stat(f, "records_sent") >= acknowledged + 5.0);
+    let (flushes, log) = run.finish();
+    assert!(log.iter().any(|l| l.contains("a new one takes over")), "{log:?}");
+    let records = t.records("restart-idempotent");
+    let mine = of_key(&records, &hostname());
+    // What arrives is a run of the last flushes, in order, each once.
+    let from = flushes.len() - mine.len();
+    assert!(from >= acknowledged as usize);
+    assert_records_are_the_flushes(&mine, &flushes[from..]);
+    let last = flushes.last().unwrap();
+    assert!(stat(last, "records_dropped") > 0.0, "what the old producer held is counted: {log:?}");
+}
+
 #[test]
 fn a_flush_of_100k_series_is_split_into_records_under_kafkas_message_max_bytes() {
     let t = Tansu::start();
@@ -366,22 +397,31 @@ fn sigterm_delivers_what_was_aggregated() {
     assert_eq!(values, [last.as_str()], "the final flush reached the broker before exit");
 }
 
+/// Records not acknowledged within `timeout` are dropped and counted. After a timeout the
+/// idempotent producer bumps its epoch, which tansu 0.6.0 answers with PRODUCER_FENCED, a fatal
+/// error: a new producer takes over (what the old one held is counted `fatal`), and records
+/// are delivered again.
 #[test]
-fn a_frozen_broker_past_the_timeout_drops_the_records_and_counts_them() {
+fn a_frozen_broker_past_the_timeout_drops_the_records_counts_them_and_delivery_resumes() {
     let t = Tansu::start();
     let mut run =
         Run::start(&t.addr(), "late-acks", &["--flush-interval", "200ms", "--kafka-timeout", "500ms"]);
     run.until("a first delivery", |f| stat(f, "records_sent") >= 1.0);
+    let before = stat(run.flushes.last().unwrap(), "records_sent");
     t.freeze();
     run.until("records dropped after the timeout", |f| stat(f, "records_dropped.timeout") >= 3.0);
     t.thaw();
+    run.until("deliveries again after the thaw", |f| stat(f, "records_sent") >= before + 3.0);
     let (flushes, log) = run.finish();
     let last = flushes.last().unwrap();
-    assert_eq!(stat(last, "records_dropped"), stat(last, "records_dropped.timeout"));
+    let drops: Vec<(&String, &f64)> =
+        last.iter().filter(|(k, _)| k.contains("kafkaNativeStats.records_dropped")).collect();
+    let (timeout, fatal) = (stat(last, "records_dropped.timeout"), stat(last, "records_dropped.fatal"));
+    assert_eq!(stat(last, "records_dropped"), timeout + fatal, "{drops:?} {log:?}");
     assert!(stat(last, "last_exception") > 0.0);
     let lines: Vec<&String> = log.iter().filter(|l| l.contains("records_dropped.timeout")).collect();
     // One line per flush interval at most: far fewer lines than records dropped.
-    assert!(!lines.is_empty() && (lines.len() as f64) < stat(last, "records_dropped.timeout"), "{lines:?}");
+    assert!(!lines.is_empty() && (lines.len() as f64) < timeout, "{lines:?}");
 }
 
 #[test]

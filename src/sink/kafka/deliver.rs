@@ -31,18 +31,22 @@ pub enum Reason {
     Timeout,
     /// Still unacknowledged when the shutdown deadline came.
     Shutdown,
+    /// The producer hit a fatal error (librdkafka's `rd_kafka_fatal_error`, e.g. fenced): what
+    /// it held was given up when a new producer took over.
+    Fatal,
     /// Any other error the broker or librdkafka gave for a record.
     Rejected,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::QueueFull,
         Reason::TooLarge,
         Reason::UnknownTopic,
         Reason::Unauthorized,
         Reason::Timeout,
         Reason::Shutdown,
+        Reason::Fatal,
         Reason::Rejected,
     ];
 
@@ -54,6 +58,7 @@ impl Reason {
             Reason::Unauthorized => "records_dropped.unauthorized",
             Reason::Timeout => "records_dropped.timeout",
             Reason::Shutdown => "records_dropped.shutdown",
+            Reason::Fatal => "records_dropped.fatal",
             Reason::Rejected => "records_dropped.rejected",
         }
     }
@@ -71,6 +76,7 @@ impl Reason {
             | C::Authentication => Reason::Unauthorized,
             C::MessageTimedOut => Reason::Timeout,
             C::PurgeQueue | C::PurgeInflight => Reason::Shutdown,
+            C::Fatal | C::ProducerFenced | C::InvalidProducerEpoch => Reason::Fatal,
             _ => Reason::Rejected,
         }
     }
@@ -182,6 +188,11 @@ impl LogLimit {
     }
 }
 
+/// Epoch bumps with no record acknowledged in between after which the producer is taken as
+/// refused for good (one bump follows any timed-out record; a broker that lost its producer
+/// state makes librdkafka bump several times a second).
+const FENCED_AFTER_BUMPS: u64 = 3;
+
 /// librdkafka's context: delivery reports, statistics, logs and errors.
 pub struct Context {
     pub stats: Arc<Stats>,
@@ -194,6 +205,12 @@ pub struct Context {
     retries: Mutex<HashMap<String, u64>>,
     /// The idempotent producer id and epoch last logged.
     producer_id: Mutex<(i64, i64)>,
+    /// This producer has been replaced after a fatal error: what it gives up is `fatal`.
+    pub retired: AtomicBool,
+    /// The broker no longer accepts this producer's id or epoch (fenced): replace it.
+    pub fenced: AtomicBool,
+    /// Epoch bumps since the last record acknowledged.
+    bumps: AtomicU64,
 }
 
 impl Context {
@@ -205,6 +222,9 @@ impl Context {
             resend: Mutex::new(Vec::new()),
             retries: Mutex::new(HashMap::new()),
             producer_id: Mutex::new((-1, -1)),
+            retired: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
+            bumps: AtomicU64::new(0),
         }
     }
 
@@ -266,6 +286,15 @@ impl ClientContext for Context {
         if let Some(eos) = s.eos.filter(|e| e.producer_id >= 0) {
             let mut pid = self.producer_id.lock().unwrap_or_else(|e| e.into_inner());
             if *pid != (eos.producer_id, eos.producer_epoch) {
+                // librdkafka bumps the epoch itself when the broker says it does not know the
+                // producer id; a broker that keeps refusing it (it lost its producer state) is
+                // not going to accept this producer again: replace it.
+                if pid.0 == eos.producer_id && eos.producer_epoch > pid.1 {
+                    let n = (eos.producer_epoch - pid.1) as u64;
+                    if self.bumps.fetch_add(n, Relaxed) + n >= FENCED_AFTER_BUMPS {
+                        self.fenced.store(true, Relaxed);
+                    }
+                }
                 *pid = (eos.producer_id, eos.producer_epoch);
                 // librdkafka bumps the epoch when the broker says it does not know the producer
                 // (it lost its state): against such a broker that can repeat every second.
@@ -297,12 +326,19 @@ impl ProducerContext for Context {
         let _ = self.stats.queue_bytes.fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(len)));
         match result {
             Ok(_) => {
+                self.bumps.store(0, Relaxed);
                 self.stats.sent.fetch_add(1, Relaxed);
                 self.stats.last_flush.store(unix_now(), Relaxed);
             }
             Err((e, m)) => {
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                let reason = Reason::of(code);
+                if matches!(code, RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) {
+                    self.fenced.store(true, Relaxed);
+                }
+                let reason = match Reason::of(code) {
+                    Reason::Shutdown if self.retired.load(Relaxed) => Reason::Fatal,
+                    r => r,
+                };
                 if reason == Reason::TooLarge {
                     if let Some(halves) = m.payload().and_then(split_value) {
                         let mut q = self.resend.lock().unwrap_or_else(|e| e.into_inner());
@@ -375,6 +411,8 @@ mod tests {
         assert_eq!(Reason::of(C::QueueFull), Reason::QueueFull);
         assert_eq!(Reason::of(C::PurgeInflight), Reason::Shutdown);
         assert_eq!(Reason::of(C::InvalidRecord), Reason::Rejected);
+        assert_eq!(Reason::of(C::Fatal), Reason::Fatal);
+        assert_eq!(Reason::of(C::ProducerFenced), Reason::Fatal);
     }
 
     #[test]

@@ -42,12 +42,17 @@ const BATCH_BYTES: usize = 1 << 20;
 
 pub struct KafkaNative {
     encoder: Encoder,
+    /// What a replacement producer is made from.
+    config: KafkaConfig,
+    flush_interval: Duration,
     producer: Arc<Producer>,
     stats: Arc<Stats>,
     topic: String,
     key: Option<Vec<u8>>,
     /// Emptied payload buffers, reused by the next flush.
     pool: Vec<Payload>,
+    /// Records being cut in two (reused).
+    split: Vec<(u32, u32)>,
     stop: Arc<AtomicBool>,
     poller: Option<JoinHandle<()>>,
     brokers: String,
@@ -76,18 +81,7 @@ impl KafkaNative {
             RecordKey::Fixed(k) => Some(k.clone().into_bytes()),
         };
         let stats = Arc::new(Stats::default());
-        let context = Context::new(Arc::clone(&stats), cfg.topic.clone(), flush_interval);
-        let producer: Producer = client_config(cfg)
-            .create_with_context(context)
-            .map_err(|e| std::io::Error::other(format!("kafka (native): cannot create the producer: {e}")))?;
-        let producer = Arc::new(producer);
-        let stop = Arc::new(AtomicBool::new(false));
-        let poller = {
-            let (producer, key, stop) = (Arc::clone(&producer), key.clone(), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name("kstatsd-kafka-native".into())
-                .spawn(move || deliver::poll_loop(producer, key, stop))?
-        };
+        let (producer, stop, poller) = start_producer(cfg, &stats, flush_interval, &key)?;
         let brokers = cfg.brokers.join(",");
         log::info!(
             "kafka (native) sink: topic {} on {brokers} ({:?}, acks {}, {}, key {})",
@@ -101,6 +95,8 @@ impl KafkaNative {
             }
         );
         Ok(KafkaNative {
+            config: cfg.clone(),
+            flush_interval,
             encoder: Encoder::new(
                 cfg.format,
                 counter_rates,
@@ -114,6 +110,7 @@ impl KafkaNative {
             topic: cfg.topic.clone(),
             key,
             pool: Vec::new(),
+            split: Vec::new(),
             stop,
             poller: Some(poller),
             brokers,
@@ -134,6 +131,62 @@ impl KafkaNative {
         while self.producer.in_flight_count() > 0 && Instant::now() < until {
             self.producer.poll(Duration::from_millis(10));
         }
+    }
+}
+
+/// A producer for `cfg` and its polling thread (and the flag that stops it).
+fn start_producer(
+    cfg: &KafkaConfig,
+    stats: &Arc<Stats>,
+    flush_interval: Duration,
+    key: &Option<Vec<u8>>,
+) -> std::io::Result<(Arc<Producer>, Arc<AtomicBool>, JoinHandle<()>)> {
+    let context = Context::new(Arc::clone(stats), cfg.topic.clone(), flush_interval);
+    let producer: Producer = client_config(cfg)
+        .create_with_context(context)
+        .map_err(|e| std::io::Error::other(format!("kafka (native): cannot create the producer: {e}")))?;
+    let producer = Arc::new(producer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (producer, key, stop) = (Arc::clone(&producer), key.clone(), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("kstatsd-kafka-native".into())
+            .spawn(move || deliver::poll_loop(producer, key, stop))?
+    };
+    Ok((producer, stop, poller))
+}
+
+impl KafkaNative {
+    /// After a fatal error (librdkafka: "the application must create a new producer"), or once
+    /// the broker fenced the idempotent producer (it refuses its id and epoch for good), a new
+    /// producer takes over with a new producer id; what the old one held is given up
+    /// (`records_dropped.fatal`) on a thread of its own.
+    fn replace_producer(&mut self, code: RDKafkaErrorCode, reason: &str) -> Result<(), SinkError> {
+        let (producer, stop, poller) =
+            start_producer(&self.config, &self.stats, self.flush_interval, &self.key)
+                .map_err(|e| SinkError::Other(e.to_string()))?;
+        let old = std::mem::replace(&mut self.producer, producer);
+        let old_stop = std::mem::replace(&mut self.stop, stop);
+        let old_poller = self.poller.replace(poller);
+        log::error!(
+            "kafka (native): the producer for {} hit a fatal error ({code:?}: {reason}); a new one takes \
+             over, the {} records the old one held are dropped (records_dropped.fatal)",
+            self.brokers,
+            old.in_flight_count()
+        );
+        old.context().retired.store(true, Relaxed);
+        let _ = std::thread::Builder::new().name("kstatsd-kafka-retired".into()).spawn(move || {
+            old.purge(PurgeConfig::default().queue().inflight());
+            let until = Instant::now() + Duration::from_secs(5);
+            while old.in_flight_count() > 0 && Instant::now() < until {
+                old.poll(Duration::from_millis(10));
+            }
+            old_stop.store(true, Relaxed);
+            if let Some(p) = old_poller {
+                let _ = p.join();
+            }
+        });
+        Ok(())
     }
 }
 
@@ -179,7 +232,7 @@ struct Produce<'a> {
     flush: &'a Arc<FlushTrack>,
     /// Records refused at once, by reason.
     refused: [u64; Reason::ALL.len()],
-    split: Vec<(u32, u32)>,
+    split: &'a mut Vec<(u32, u32)>,
 }
 
 impl Produce<'_> {
@@ -253,6 +306,14 @@ impl Sink for KafkaNative {
                 self.brokers
             )));
         }
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            self.replace_producer(code, &reason)?;
+        } else if self.producer.context().fenced.load(Relaxed) {
+            self.replace_producer(
+                RDKafkaErrorCode::ProducerFenced,
+                "the broker refuses this producer id and epoch",
+            )?;
+        }
         let started = Instant::now();
         let track = Arc::new(FlushTrack::new(started));
         let mut out = Produce {
@@ -262,7 +323,7 @@ impl Sink for KafkaNative {
             pool: &mut self.pool,
             flush: &track,
             refused: [0; Reason::ALL.len()],
-            split: Vec::new(),
+            split: &mut self.split,
         };
         let e = self.encoder.encode(snapshot, naming, &mut out, started);
         let mut refused = out.refused;
