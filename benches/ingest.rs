@@ -9,9 +9,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
 use kstatsd::config::{parse_file, Config, Overrides};
-use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
+use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming, Snapshot};
 use kstatsd::parse::LineBuf;
 use kstatsd::sink::console::render_flat;
+use kstatsd::sink::kafka::KafkaNative;
 use kstatsd::sink::kafka_rest::KafkaRest;
 use kstatsd::sink::Sink;
 use std::hint::black_box;
@@ -184,6 +185,29 @@ fn summarize_timers(cr: &mut Criterion) {
     group.finish();
 }
 
+/// `series` series for the Kafka benches: half counters, half timers (two values each).
+fn kafka_lines(series: u64) -> String {
+    let mut text = String::new();
+    for k in 0..series {
+        if k % 2 == 0 {
+            text.push_str(&format!("k.c{k}:1|c\n"));
+        } else {
+            text.push_str(&format!("k.t{k}:{}|ms\nk.t{k}:{}|ms\n", k % 1000, k % 7));
+        }
+    }
+    text
+}
+
+/// `text` aggregated and flushed under `config`: the snapshot a Kafka sink is handed.
+fn kafka_snapshot<'a>(config: &Config, flusher: &'a mut Flusher, text: &str, series: u64) -> &'a Snapshot {
+    let mut tables = Tables::new(config.aggregate.limits.clone());
+    ingest_datagram(&mut tables, text.as_bytes(), &mut LineBuf::default());
+    let meta = FlushMeta { interval: 10.0, clock: 1_700_000_000, ..FlushMeta::default() };
+    let snap = flusher.flush(&mut tables, &meta);
+    assert!(snap.num_stats >= series, "every series in the snapshot");
+    snap
+}
+
 /// What the Kafka REST sink costs the flush thread per flush: `KafkaRest::flush` serializes the
 /// snapshot into record payloads and queues them (the proxy is unreachable here, so the queue
 /// stays at its default 64 MiB bound by dropping the oldest, as in an outage). Half counters,
@@ -193,26 +217,15 @@ fn kafka_serialize(cr: &mut Criterion) {
     let mut group = cr.benchmark_group("kafka_serialize");
     group.sample_size(10);
     for series in [10_000u64, 100_000, 1_000_000] {
-        let mut text = String::new();
-        for k in 0..series {
-            if k % 2 == 0 {
-                text.push_str(&format!("k.c{k}:1|c\n"));
-            } else {
-                text.push_str(&format!("k.t{k}:{}|ms\nk.t{k}:{}|ms\n", k % 1000, k % 7));
-            }
-        }
+        let text = kafka_lines(series);
         for format in ["flat", "tagged"] {
             let toml = format!(
                 "[aggregate]\nmax_series = 2000000\n[sinks.kafka_rest]\nurl = \"http://127.0.0.1:9\"\ntopic = \"bench\"\nformat = \"{format}\"\n"
             );
             let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
             let naming = Naming::new(&config.aggregate);
-            let mut tables = Tables::new(config.aggregate.limits.clone());
-            ingest_datagram(&mut tables, text.as_bytes(), &mut LineBuf::default());
             let mut flusher = Flusher::new(config.aggregate.clone());
-            let meta = FlushMeta { interval: 10.0, clock: 1_700_000_000, ..FlushMeta::default() };
-            let snap = flusher.flush(&mut tables, &meta);
-            assert!(snap.num_stats >= series, "every series in the snapshot");
+            let snap = kafka_snapshot(&config, &mut flusher, &text, series);
             let kafka_config = config.kafka_rest.as_ref().unwrap();
             let mut sink = KafkaRest::new(kafka_config, false, "statsd").unwrap();
             let report = sink.flush(snap, &naming).unwrap();
@@ -227,5 +240,69 @@ fn kafka_serialize(cr: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_aggregate, flush_serialize, summarize_timers, kafka_serialize);
+/// What the native Kafka sink costs the flush thread per flush: `KafkaNative::flush` encodes the
+/// snapshot (the REST sink's encoder) and hands every record to librdkafka's queue (a copy each;
+/// no broker answers here, so between iterations the queue is emptied, untimed). Same series as
+/// `kafka_serialize`; the queue is big enough that nothing is refused, which is checked.
+fn kafka_native_enqueue(cr: &mut Criterion) {
+    let mut group = cr.benchmark_group("kafka_native_enqueue");
+    group.sample_size(10);
+    for series in [10_000u64, 100_000, 1_000_000] {
+        let text = kafka_lines(series);
+        for format in ["flat", "tagged"] {
+            let toml = format!(
+                "[aggregate]\nmax_series = 2000000\n[sinks.kafka]\nbrokers = [\"127.0.0.1:9\"]\ntopic = \"bench\"\n\
+                 format = \"{format}\"\nmax_queue_bytes = \"2GiB\"\n"
+            );
+            let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
+            let naming = Naming::new(&config.aggregate);
+            let mut flusher = Flusher::new(config.aggregate.clone());
+            let snap = kafka_snapshot(&config, &mut flusher, &text, series);
+            let kafka = config.kafka.as_ref().unwrap();
+            let mut sink = KafkaNative::new(kafka, false, "statsd", Duration::from_secs(10)).unwrap();
+            let report = sink.flush(snap, &naming).unwrap();
+            assert!(report.bytes as f64 > series as f64 * 20.0, "{} bytes for {series} series", report.bytes);
+            // Every record is in librdkafka's queue: one per series (tagged), or the flush cut
+            // into records of at most 900 KiB (flat).
+            let queued = sink.in_flight() as u64;
+            let expected = if format == "tagged" { series } else { report.bytes.div_ceil(900 << 10) };
+            assert!(queued >= expected, "{format}/{series}: {queued} records queued, {expected} expected");
+            let mut dropped = 0.0;
+            sink.meta(&mut |k, v| {
+                if k == "records_dropped" {
+                    dropped = v;
+                }
+            });
+            assert_eq!(dropped, 0.0, "nothing refused");
+            eprintln!(
+                "kafka_native_enqueue {format}/{series}: {queued} records, {} bytes per flush",
+                report.bytes
+            );
+            group.throughput(Throughput::Elements(series));
+            group.bench_function(BenchmarkId::new(format, series), |b| {
+                b.iter_custom(|iters| {
+                    let mut timed = Duration::ZERO;
+                    for _ in 0..iters {
+                        sink.discard_queued(Duration::from_secs(60));
+                        let t = Instant::now();
+                        black_box(sink.flush(snap, &naming).unwrap().bytes);
+                        timed += t.elapsed();
+                    }
+                    timed
+                })
+            });
+            sink.discard_queued(Duration::from_secs(60));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    parse_aggregate,
+    flush_serialize,
+    summarize_timers,
+    kafka_serialize,
+    kafka_native_enqueue
+);
 criterion_main!(benches);

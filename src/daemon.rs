@@ -42,6 +42,12 @@ pub fn configured_sinks(config: &Config) -> io::Result<Vec<Box<dyn Sink>>> {
         let a = &config.aggregate;
         sinks.push(Box::new(KafkaRest::new(k, a.counter_rates, &a.meta_prefix)?));
     }
+    if let Some(k) = &config.kafka {
+        let a = &config.aggregate;
+        let native =
+            crate::sink::kafka::KafkaNative::new(k, a.counter_rates, &a.meta_prefix, a.flush_interval)?;
+        sinks.push(Box::new(native));
+    }
     Ok(sinks)
 }
 

@@ -272,40 +272,47 @@ struct Cli {
     /// turns the sink on [sinks.kafka_rest.url].
     #[arg(long = "kafka-rest", env = "KSTATSD_KAFKA_REST", hide_env_values = true)]
     kafka_rest: Option<String>,
-    /// Topic to produce to [sinks.kafka_rest.topic; required].
+    /// Topic to produce to, for every Kafka sink configured [sinks.kafka_rest.topic,
+    /// sinks.kafka.topic; required].
     #[arg(long, env = "KSTATSD_KAFKA_TOPIC")]
     kafka_topic: Option<String>,
-    /// flat (one record per flush) or tagged (one per series) [sinks.kafka_rest.format; flat].
+    /// flat (one record per flush) or tagged (one per series), for every Kafka sink configured
+    /// [sinks.kafka_rest.format, sinks.kafka.format; flat].
     #[arg(long, env = "KSTATSD_KAFKA_FORMAT")]
     kafka_format: Option<String>,
     /// application/vnd.kafka.json.v2+json, …json.v1+json or …binary.v2+json
     /// [sinks.kafka_rest.content_type; default json.v2].
     #[arg(long, env = "KSTATSD_KAFKA_CONTENT_TYPE")]
     kafka_content_type: Option<String>,
-    /// Record key: hostname, none, or a fixed string [sinks.kafka_rest.key; default hostname].
+    /// Record key: hostname, none, or a fixed string, for every Kafka sink configured
+    /// [sinks.kafka_rest.key, sinks.kafka.key; default hostname].
     #[arg(long, env = "KSTATSD_KAFKA_KEY")]
     kafka_key: Option<String>,
-    /// Basic auth user name [sinks.kafka_rest.username].
+    /// Basic auth user name; the SASL user name of the native sink [sinks.kafka_rest.username,
+    /// sinks.kafka.username].
     #[arg(long, env = "KSTATSD_KAFKA_USERNAME", hide_env_values = true)]
     kafka_username: Option<String>,
-    /// Basic auth password; prefer the variable to the flag [sinks.kafka_rest.password].
+    /// Basic auth password; the SASL password of the native sink; prefer the variable to the flag
+    /// [sinks.kafka_rest.password, sinks.kafka.password].
     #[arg(long, env = "KSTATSD_KAFKA_PASSWORD", hide_env_values = true)]
     kafka_password: Option<String>,
-    /// Bound on one request [sinks.kafka_rest.timeout; default 5s].
+    /// Bound on one request; for the native sink, on one record's delivery
+    /// [sinks.kafka_rest.timeout; default 5s; sinks.kafka.timeout; default 30s].
     #[arg(long, env = "KSTATSD_KAFKA_TIMEOUT")]
     kafka_timeout: Option<String>,
     /// Bound on each attempt after one timed out, until one is answered: longer than the
     /// proxy's producer gives a record [sinks.kafka_rest.resend_timeout; default 6m].
     #[arg(long, env = "KSTATSD_KAFKA_RESEND_TIMEOUT")]
     kafka_resend_timeout: Option<String>,
-    /// Largest record value; larger flushes are split [sinks.kafka_rest.max_record_bytes; 900KiB].
+    /// Largest record value; larger flushes are split; for every Kafka sink configured
+    /// [sinks.kafka_rest.max_record_bytes, sinks.kafka.max_record_bytes; 900KiB].
     #[arg(long, env = "KSTATSD_KAFKA_MAX_RECORD_BYTES")]
     kafka_max_record_bytes: Option<String>,
     /// Largest request body [sinks.kafka_rest.max_request_bytes; default 1000KiB].
     #[arg(long, env = "KSTATSD_KAFKA_MAX_REQUEST_BYTES")]
     kafka_max_request_bytes: Option<String>,
-    /// Bound on unsent records; the oldest are dropped past it [sinks.kafka_rest.max_queue_bytes;
-    /// default 64MiB].
+    /// Bound on unsent records, dropped past it; for every Kafka sink configured
+    /// [sinks.kafka_rest.max_queue_bytes, sinks.kafka.max_queue_bytes; default 64MiB].
     #[arg(long, env = "KSTATSD_KAFKA_MAX_QUEUE_BYTES")]
     kafka_max_queue_bytes: Option<String>,
     /// First retry delay [sinks.kafka_rest.retry_backoff; default 100ms].
@@ -314,10 +321,30 @@ struct Cli {
     /// Longest retry delay [sinks.kafka_rest.retry_backoff_max; default 30s].
     #[arg(long, env = "KSTATSD_KAFKA_RETRY_BACKOFF_MAX")]
     kafka_retry_backoff_max: Option<String>,
-    /// For an https URL: a PEM file of the only CAs to trust, instead of the built-in public roots
-    /// [sinks.kafka_rest.ca_file].
+    /// For an https URL (or the native sink with --kafka-tls): a PEM file of the only CAs to trust
+    /// [sinks.kafka_rest.ca_file, sinks.kafka.ca_file].
     #[arg(long, env = "KSTATSD_KAFKA_CA_FILE")]
     kafka_ca_file: Option<String>,
+
+    /// Native Kafka sink: bootstrap brokers, HOST:PORT (repeatable or comma-separated); turns the
+    /// sink on [sinks.kafka.brokers]. The shared --kafka-topic, --kafka-format, --kafka-key,
+    /// --kafka-timeout, --kafka-max-record-bytes, --kafka-max-queue-bytes, --kafka-username,
+    /// --kafka-password and --kafka-ca-file apply to it too.
+    #[arg(long, env = "KSTATSD_KAFKA_BROKERS", value_delimiter = ',')]
+    kafka_brokers: Option<Vec<String>>,
+    /// all (idempotent), 1 or 0 [sinks.kafka.acks; default all].
+    #[arg(long, env = "KSTATSD_KAFKA_ACKS")]
+    kafka_acks: Option<String>,
+    /// none, gzip, snappy, lz4 or zstd [sinks.kafka.compression; default none].
+    #[arg(long, env = "KSTATSD_KAFKA_COMPRESSION")]
+    kafka_compression: Option<String>,
+    /// SASL: plain, scram-sha-256 or scram-sha-512, with --kafka-username and --kafka-password
+    /// [sinks.kafka.sasl_mechanism].
+    #[arg(long, env = "KSTATSD_KAFKA_SASL_MECHANISM")]
+    kafka_sasl_mechanism: Option<String>,
+    /// TLS to the brokers (true/false) [sinks.kafka.tls; default false].
+    #[arg(long, env = "KSTATSD_KAFKA_TLS")]
+    kafka_tls: Option<bool>,
 }
 
 impl Cli {
@@ -415,6 +442,13 @@ impl Cli {
                 ca_file: self.kafka_ca_file.clone(),
             },
             config_format: self.config_format,
+            kafka: kstatsd::sink::kafka::KafkaOverrides {
+                brokers: self.kafka_brokers.clone(),
+                acks: self.kafka_acks.clone(),
+                compression: self.kafka_compression.clone(),
+                sasl_mechanism: self.kafka_sasl_mechanism.clone(),
+                tls: self.kafka_tls,
+            },
         }
     }
 }

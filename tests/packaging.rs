@@ -14,6 +14,7 @@ use kstatsd::config::{
     AggregateFile, BackstopFile, ConsoleFile, FileConfig, GraphiteFile, HistogramFile, KafkaRestFile,
     ServerFile, SinksFile,
 };
+use kstatsd::sink::kafka::KafkaFile;
 use kstatsd::source::docker::rules::RuleSpec;
 use kstatsd::source::docker::DockerFile;
 use serde::de::{DeserializeOwned, Visitor};
@@ -105,6 +106,7 @@ fn accepted_keys() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         "docker",
         "sinks.console",
         "sinks.kafka_rest",
+        "sinks.kafka",
         "sinks.graphite",
         "sinks.backstop",
         "http",
@@ -130,6 +132,7 @@ fn accepted_keys() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     add("sinks", fields_of::<SinksFile>());
     add("sinks.console", fields_of::<ConsoleFile>());
     add("sinks.kafka_rest", fields_of::<KafkaRestFile>());
+    add("sinks.kafka", fields_of::<KafkaFile>());
     add("sinks.graphite", fields_of::<GraphiteFile>());
     add("sinks.backstop", fields_of::<BackstopFile>());
     add("docker", fields_of::<DockerFile>());
@@ -261,7 +264,14 @@ fn the_example_config_parses_with_the_binary_as_shipped_and_uncommented() {
         std::fs::write(&file, &variant).unwrap();
         let (code, out, err) = run(&["--check-config", "--config", file.to_str().unwrap()]);
         assert_eq!(code, Some(0), "{name}: {err}\n{variant}");
-        for section in ["[sinks.kafka_rest]", "[sinks.graphite]", "[sinks.backstop]", "[docker]", "[http]"] {
+        for section in [
+            "[sinks.kafka_rest]",
+            "[sinks.kafka]",
+            "[sinks.graphite]",
+            "[sinks.backstop]",
+            "[docker]",
+            "[http]",
+        ] {
             assert!(out.contains(section), "{name}: {section} switched on: {out}");
         }
         assert!(out.contains("pin_ingest_core = 0") && out.contains("gauges_max_ttl = 3"), "{out}");

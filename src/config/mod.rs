@@ -111,6 +111,8 @@ pub enum BinFile {
 pub struct SinksFile {
     pub console: Option<ConsoleFile>,
     pub kafka_rest: Option<KafkaRestFile>,
+    /// `[sinks.kafka]`: the native Kafka producer (see `crate::sink::kafka::config`).
+    pub kafka: Option<crate::sink::kafka::KafkaFile>,
     pub graphite: Option<GraphiteFile>,
     pub backstop: Option<BackstopFile>,
     /// The failure hook: a command and its arguments, run without a shell.
@@ -155,6 +157,8 @@ pub struct Config {
     pub aggregate: AggregateConfig,
     pub console: Option<ConsoleFormat>,
     pub kafka_rest: Option<KafkaRestConfig>,
+    /// `[sinks.kafka]`: the native Kafka producer.
+    pub kafka: Option<crate::sink::kafka::KafkaConfig>,
     pub graphite: Option<GraphiteConfig>,
     pub backstop: Option<BackstopConfig>,
     /// `[docker]`: poll the Docker Engine for container stats.
@@ -316,6 +320,8 @@ pub struct Overrides {
     pub on_failure_timeout: Option<String>,
     pub console: Option<String>,
     pub kafka_rest: KafkaRestOverrides,
+    /// The native Kafka sink's own flags (the shared `--kafka-…` ones are in `kafka_rest`).
+    pub kafka: crate::sink::kafka::KafkaOverrides,
     pub graphite: GraphiteOverrides,
     pub backstop: BackstopOverrides,
     pub docker: crate::source::docker::DockerOverrides,
@@ -450,14 +456,25 @@ impl Config {
 
         let console_text =
             ov.console.clone().or_else(|| file.sinks.console.as_ref().and_then(|c| c.format.clone()));
-        let kafka_rest = KafkaRestConfig::build(file.sinks.kafka_rest.as_ref(), &ov.kafka_rest)?;
+        // The shared `--kafka-…` flags apply to every Kafka sink configured: with the native one
+        // on and no REST proxy anywhere, they are the native sink's alone.
+        let kafka =
+            crate::sink::kafka::KafkaConfig::validate(file.sinks.kafka.as_ref(), &ov.kafka, &ov.kafka_rest)?;
+        let kafka_rest = match (&kafka, &file.sinks.kafka_rest, &ov.kafka_rest.url) {
+            (Some(_), None, None) => None,
+            _ => KafkaRestConfig::build(file.sinks.kafka_rest.as_ref(), &ov.kafka_rest)?,
+        };
         let graphite = GraphiteConfig::build(file.sinks.graphite.as_ref(), &ov.graphite)?;
         let backstop = BackstopConfig::build(file.sinks.backstop.as_ref(), &ov.backstop)?;
         let docker = crate::source::docker::DockerConfig::build(file.docker.as_ref(), &ov.docker)
             .map_err(ConfigError)?;
         let http = crate::admin::HttpConfig::build(file.http.as_ref(), &ov.http).map_err(ConfigError)?;
         // The console is the default sink only when no other sink is configured.
-        let other_sinks = kafka_rest.is_some() || graphite.is_some() || backstop.is_some() || http.is_some();
+        let other_sinks = kafka_rest.is_some()
+            || kafka.is_some()
+            || graphite.is_some()
+            || backstop.is_some()
+            || http.is_some();
         let console = match console_text.as_deref() {
             None if other_sinks => None,
             None | Some("json") => Some(ConsoleFormat::Json),
@@ -493,6 +510,7 @@ impl Config {
             aggregate,
             console,
             kafka_rest,
+            kafka,
             graphite,
             backstop,
             docker,
@@ -506,6 +524,10 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut out = self.core_toml();
         if let Some(k) = &self.kafka_rest {
+            out.push('\n');
+            out.push_str(&k.to_toml());
+        }
+        if let Some(k) = &self.kafka {
             out.push('\n');
             out.push_str(&k.to_toml());
         }
@@ -925,6 +947,49 @@ pub enum RecordKey {
     Fixed(String),
 }
 
+// Settings every Kafka sink (`[sinks.kafka_rest]`, `[sinks.kafka]`) reads the same way.
+
+/// A Kafka sink's `topic` (required) under `section`.
+pub(crate) fn kafka_topic(topic: Option<&String>, section: &str) -> Result<String, ConfigError> {
+    let topic = topic
+        .cloned()
+        .ok_or_else(|| ConfigError(format!("{section}.topic is required (or --kafka-topic TOPIC)")))?;
+    if topic.is_empty()
+        || topic.len() > 249
+        || topic == "."
+        || topic == ".."
+        || !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return err(format!(
+            "{section}.topic: `{topic}` is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
+        ));
+    }
+    Ok(topic)
+}
+
+impl KafkaFormat {
+    /// A Kafka sink's `format` (default flat) under `section`.
+    pub(crate) fn parse(text: Option<&str>, section: &str) -> Result<KafkaFormat, ConfigError> {
+        match text.unwrap_or("flat") {
+            "flat" => Ok(KafkaFormat::Flat),
+            "tagged" => Ok(KafkaFormat::Tagged),
+            other => err(format!("{section}.format: `{other}` is not flat or tagged")),
+        }
+    }
+}
+
+impl RecordKey {
+    /// A Kafka sink's `key` (default hostname) under `section`.
+    pub(crate) fn parse(text: Option<&str>, section: &str) -> Result<RecordKey, ConfigError> {
+        match text.unwrap_or("hostname") {
+            "hostname" => Ok(RecordKey::Hostname),
+            "none" => Ok(RecordKey::None),
+            "" => err(format!("{section}.key must not be empty (use \"none\" for no key)")),
+            k => Ok(RecordKey::Fixed(k.to_string())),
+        }
+    }
+}
+
 impl KafkaRestConfig {
     /// Validates `[sinks.kafka_rest]` and its overrides; `None` when no URL is given anywhere.
     pub fn build(
@@ -965,26 +1030,8 @@ impl KafkaRestConfig {
         let (url, creds) = crate::sink::kafka_rest::ProxyUrl::parse(&url_text.0)
             .map_err(|e| ConfigError(format!("{W}.url {e}")))?;
 
-        let topic = ov
-            .topic
-            .clone()
-            .or_else(|| f.topic.clone())
-            .ok_or_else(|| ConfigError(format!("{W}.topic is required (or --kafka-topic TOPIC)")))?;
-        if topic.is_empty()
-            || topic.len() > 249
-            || topic == "."
-            || topic == ".."
-            || !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return err(format!(
-                "{W}.topic: `{topic}` is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
-            ));
-        }
-        let format = match ov.format.as_deref().or(f.format.as_deref()).unwrap_or("flat") {
-            "flat" => KafkaFormat::Flat,
-            "tagged" => KafkaFormat::Tagged,
-            other => return err(format!("{W}.format: `{other}` is not flat or tagged")),
-        };
+        let topic = kafka_topic(ov.topic.as_ref().or(f.topic.as_ref()), W)?;
+        let format = KafkaFormat::parse(ov.format.as_deref().or(f.format.as_deref()), W)?;
         let ct_text = ov
             .content_type
             .as_deref()
@@ -997,12 +1044,7 @@ impl KafkaRestConfig {
                 let all: Vec<&str> = KafkaContentType::ALL.iter().map(|c| c.media_type()).collect();
                 ConfigError(format!("{W}.content_type: `{ct_text}` is not one of {}", all.join(", ")))
             })?;
-        let key = match ov.key.as_deref().or(f.key.as_deref()).unwrap_or("hostname") {
-            "hostname" => RecordKey::Hostname,
-            "none" => RecordKey::None,
-            "" => return err(format!("{W}.key must not be empty (use \"none\" for no key)")),
-            k => RecordKey::Fixed(k.to_string()),
-        };
+        let key = RecordKey::parse(ov.key.as_deref().or(f.key.as_deref()), W)?;
         let username = ov.username.clone().or_else(|| f.username.clone()).or(creds.username.map(Secret));
         let password = ov.password.clone().or_else(|| f.password.clone()).or(creds.password.map(Secret));
         if password.is_some() && username.is_none() {
@@ -1486,7 +1528,7 @@ fn parse_bins(h: &HistogramFile) -> Result<Vec<Bound>, ConfigError> {
     Ok(bins)
 }
 
-fn pick_size(
+pub(crate) fn pick_size(
     ov: &Option<String>,
     file: Option<Size>,
     default: u64,
@@ -1525,7 +1567,7 @@ fn pick_backoff(
     Ok((retry_backoff, retry_backoff_max))
 }
 
-fn pick_duration(
+pub(crate) fn pick_duration(
     ov: &Option<String>,
     file: &Option<String>,
     default: &str,

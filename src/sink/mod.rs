@@ -6,6 +6,7 @@
 pub mod backstop;
 pub mod console;
 pub mod graphite;
+pub mod kafka;
 pub mod kafka_rest;
 pub mod outbox;
 pub mod pickle;

@@ -14,6 +14,8 @@ pub mod etsy;
 pub mod http;
 pub mod kafka_emulator;
 pub mod ports;
+#[cfg(feature = "peers")]
+pub mod tansu;
 pub mod vectors;
 
 use std::collections::BTreeMap;

@@ -16,8 +16,8 @@
 //! `requests`,
 //! `queue_bytes`, `queue_payloads`.
 
-mod encode;
-mod queue;
+pub(crate) mod encode;
+pub(crate) mod queue;
 mod url;
 mod worker;
 
