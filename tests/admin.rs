@@ -1,6 +1,7 @@
 //! The management port over real TCP against the real binary: every command's answer, wildcard
 //! deletes, health up/down, `config` with secrets redacted, mutations switched off, many clients
-//! at once, and a client that never reads, which is dropped while ingest carries on.
+//! at once, and clients that never read or send too much: each dropped (counted in
+//! `admin_clients_dropped`, logged once per interval) while ingest carries on.
 
 mod common;
 
@@ -56,6 +57,50 @@ fn stat(text: &str, key: &str) -> String {
     let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {key} in {text}"));
     line[prefix.len()..].to_string()
 }
+
+/// A client with a small receive buffer (4 KiB, set before connecting so that the window is
+/// sized for it), which the test never reads until the daemon has dropped it: what the kernel can
+/// hold for it is then that buffer and the daemon's fixed send buffer, whatever its sysctls say.
+fn silent_client(d: &Daemon) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = d.listening("admin")[0].parse().unwrap();
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads until the daemon's end of the connection is gone (end of stream or a reset); returns
+/// the bytes read. Panics when the connection is still open after [`WAIT`].
+fn read_until_closed(s: &mut TcpStream) -> usize {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return read,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return read,
+            Err(e) => panic!("the client is still connected after {read} bytes: {e}"),
+        }
+    }
+}
+
+/// Asks `stats` until `key` reads `want` (within [`WAIT`]), and returns that answer.
+fn stats_until(c: &mut Client, key: &str, want: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = c.ask("stats");
+        if stat(&stats, key) == want {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "{key} is not {want}: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const DROP_LOG: &str = "admin: dropping a client";
 
 /// Waits for a flush that has `name` (any value).
 fn flush_having(d: &Daemon, name: &str) -> Flush {
@@ -172,8 +217,10 @@ fn many_clients_at_once_and_a_client_that_never_reads_does_not_block_ingest() {
         d.send(&lines.join("\n"));
     }
     flush_having(&d, "stats_counts.many.series.number_0_0");
-    // A client that asks for a listing 40 times and never reads: 20 MB of replies.
-    let mut silent = TcpStream::connect(d.listening("admin")[0].clone()).unwrap();
+    // A client that asks for a listing 40 times and never reads: 23 MB of replies, of which the
+    // kernel holds a few hundred KB at most (see `silent_client`); the rest queues in the daemon
+    // until the output limit drops the client.
+    let mut silent = silent_client(&d);
     silent.write_all("counters\n".repeat(40).as_bytes()).unwrap();
     // Ingest carries on meanwhile: every one of these is flushed.
     for _ in 0..100 {
@@ -194,21 +241,55 @@ fn many_clients_at_once_and_a_client_that_never_reads_does_not_block_ingest() {
     for c in &mut clients {
         assert!(c.read_reply().starts_with("uptime: "));
     }
-    // The silent client was dropped once its unread output passed the limit: reading now finds
-    // what the kernel buffered, then the end (or a reset).
-    silent.set_read_timeout(Some(WAIT)).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut read = 0;
-    loop {
-        match silent.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("the silent client is still connected after {read} bytes: {e}"),
-        }
+    // The silent client is dropped once its queued replies pass the limit, which the listings
+    // it asked for do whatever the kernel accepts: counted, and logged.
+    let stats = stats_until(&mut clients[0], "kstatsd.admin_clients_dropped", "1");
+    assert_eq!(stat(&stats, "kstatsd.admin_clients"), "20");
+    let log = d.log_until(|l| l.contains(DROP_LOG), WAIT);
+    let drops: Vec<&String> = log.iter().filter(|l| l.contains(DROP_LOG)).collect();
+    assert_eq!(drops.len(), 1, "{log:?}");
+    assert!(drops[0].contains("does not read its replies"), "{}", drops[0]);
+    // Reading now finds what the kernel held for it, then the end: the replies queued in the
+    // daemon went with the connection.
+    let read = read_until_closed(&mut silent);
+    assert!(read < 1 << 20, "only what the kernel held reached it ({read} bytes)");
+}
+
+/// Output queued for a client that does not read, and input piled up without a newline, each
+/// disconnect the client at a limit that does not depend on the kernel (locally answered
+/// commands queue their replies before any is written). Three such clients in one interval:
+/// three counted, one line logged.
+#[test]
+fn clients_over_their_limits_are_dropped_counted_and_logged_once_per_interval() {
+    let d = Daemon::start(&["--admin", "127.0.0.1:0", "--flush-interval", "1h"]);
+    let mut watcher = Client::connect(&d);
+    let config_len = watcher.ask("config").len() + "END\n\n".len();
+    // Twice the 4 MiB output limit in `config` replies, asked in one write and never read.
+    let asks = (8 << 20) / config_len + 1;
+    let mut non_readers = [silent_client(&d), silent_client(&d)];
+    for s in &mut non_readers {
+        // The daemon may drop the client (and reset it) before it has read every command.
+        let _ = s.write_all("config\n".repeat(asks).as_bytes());
     }
-    assert!(read < 20 << 20, "not every reply was kept for it ({read} bytes)");
-    assert_eq!(stat(&clients[0].ask("stats"), "kstatsd.admin_clients"), "20");
+    // A line that never ends: more than the 64 KiB input limit.
+    let mut talker = silent_client(&d);
+    let _ = talker.write_all(&vec![b'x'; 100 << 10]);
+
+    let stats = stats_until(&mut watcher, "kstatsd.admin_clients_dropped", "3");
+    assert_eq!(stat(&stats, "kstatsd.admin_clients"), "1", "only the watcher is left");
+    for s in non_readers.iter_mut().chain([&mut talker]) {
+        let read = read_until_closed(s);
+        assert!(read < 1 << 20, "only what the kernel held reached it ({read} bytes)");
+    }
+    // Each drop is logged before its connection is closed, and the counter read 3 after the
+    // last close: every line about them is in the pipe, which the reader thread forwards.
+    let mut log = d.log_until(|l| l.contains(DROP_LOG), WAIT);
+    while let Ok(line) = d.stderr.recv_timeout(Duration::from_secs(1)) {
+        log.push(line);
+    }
+    let drops = log.iter().filter(|l| l.contains(DROP_LOG)).count();
+    assert_eq!(drops, 1, "one line for three drops in one interval: {log:?}");
+    assert_eq!(watcher.ask("health"), "health: up\n", "the watcher is still served");
 }
 
 #[test]

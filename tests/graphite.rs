@@ -4,7 +4,7 @@
 //! rates), timer statistics with positive and negative percentiles, gauges with deltas, sets and
 //! tagged series equal what was sent, and every name of the flush equals what the console sink
 //! printed for that same flush. Carbon restarted under a flushing kstatsd: the queued flushes
-//! arrive, the console keeps flushing on time, ingest counts everything. A full queue drops its
+//! arrive, the console keeps flushing meanwhile, ingest counts everything. A full queue drops its
 //! oldest flushes and counts them. Carbon's own unpickler reads our split pickle frames.
 #![cfg(feature = "peers")]
 
@@ -166,28 +166,33 @@ fn carbon_restarts_while_kstatsd_keeps_flushing_and_the_queued_flushes_arrive() 
     carbon.wait_for("stats_counts.restart.hits", t0, T, |p| total(p) == 1.0);
 
     carbon.stop();
-    // Carbon is down for five flushes: each one still comes out of the console about a second
-    // after the last (a flush waiting on carbon would stall them), each counting its traffic.
+    // Carbon is down: flushes still come out of the console, each counting its traffic, and the
+    // Graphite queue holds several of them at once (a flush that waited on carbon would stall
+    // them all until it came back). The test waits for that figure, not for a number of flushes
+    // or a stretch of time: the console printed flushes while carbon stored the first point, and
+    // those, read now, were made with carbon up.
     let mut flushes = Vec::new();
-    let mut last = Instant::now();
-    for _ in 0..5 {
+    let deadline = Instant::now() + T;
+    loop {
+        assert!(Instant::now() < deadline, "no flush queued with carbon down: {:?}", flushes.last());
         d.send("restart.hits:2|c");
         sent += 2.0;
-        flushes.push(d.next_flush(Duration::from_millis(1800)));
-        let gap = last.elapsed();
-        assert!(gap < Duration::from_millis(1800), "console flush after {gap:?} with carbon down");
-        last = Instant::now();
+        let f = d.next_flush(T);
+        let down = f["stats.statsd.graphiteStats.retried"] > 0.0
+            && f["stats.statsd.graphiteStats.queued_flushes"] >= 2.0;
+        flushes.push(f);
+        if down {
+            break;
+        }
     }
     let down = flushes.last().unwrap();
-    assert!(down["stats.statsd.graphiteStats.retried"] > 0.0, "{down:?}");
-    assert!(down["stats.statsd.graphiteStats.queued_flushes"] >= 2.0, "{down:?}");
     assert!(down["stats.statsd.graphiteStats.last_exception"] >= t0 as f64);
 
     carbon.restart();
     for _ in 0..2 {
         d.send("restart.hits:4|c");
         sent += 4.0;
-        flushes.push(d.next_flush(Duration::from_millis(1800)));
+        flushes.push(d.next_flush(T));
     }
     // Every flush made while carbon was down arrives: the stored counts add up to what was sent.
     carbon.wait_for("stats_counts.restart.hits", t0, T, |p| total(p) == sent);
@@ -290,8 +295,8 @@ print(json.dumps(out))
 }
 
 /// A carbon that never answers: a listener whose accept queue is full, so that connecting hangs
-/// until the timeout (as a host that drops packets). Flushes keep their cadence meanwhile, and
-/// SIGTERM still exits by `shutdown_timeout`, counting the flushes it could not deliver.
+/// until the 30 s timeout (as a host that drops packets). Flushes go on meanwhile, and SIGTERM
+/// exits without waiting for that connect, counting the flushes it could not deliver.
 #[test]
 fn a_carbon_that_never_answers_delays_neither_flushes_nor_shutdown() {
     use socket2::{Domain, Socket, Type};
@@ -323,25 +328,22 @@ fn a_carbon_that_never_answers_delays_neither_flushes_nor_shutdown() {
         "--shutdown-timeout",
         "1s",
     ]);
-    let mut last = Instant::now();
     for i in 0..4 {
         d.send(&format!("hang.hits:{}|c", i + 1));
-        let f = d.next_flush(Duration::from_millis(1800));
-        let gap = last.elapsed();
-        assert!(gap < Duration::from_millis(1800), "console flush after {gap:?}");
-        last = Instant::now();
+        let f = d.next_flush(Duration::from_secs(10));
         if i == 3 {
-            // The worker is still inside its first connect: nothing sent, nothing failed yet.
+            // Four flushes out while the worker is still inside its first connect (nothing sent,
+            // nothing failed yet, the flushes queued): none of them waited for it.
             assert_eq!(f["stats.statsd.graphiteStats.sent"], 0.0);
             assert_eq!(f["stats.statsd.graphiteStats.retried"], 0.0);
             assert!(f["stats.statsd.graphiteStats.queued_flushes"] >= 2.0, "{f:?}");
         }
     }
-    let stopping = Instant::now();
+    // The exit does not wait for the connect either: 10 s is well short of its 30 s timeout and
+    // far above the 1 s shutdown_timeout (whose bound tests/faults.rs checks), so this holds
+    // however busy the machine is.
     let (status, lines) = d.terminate_lines(Duration::from_secs(10));
     assert!(status.success(), "{status}");
-    // 1 s for the exit, 500 ms for the flush thread to log what it dropped, a second of slack.
-    assert!(stopping.elapsed() < Duration::from_millis(2500), "exit took {:?}", stopping.elapsed());
     assert!(!lines.is_empty(), "the final flush was printed");
     drop(held);
 }

@@ -3,8 +3,11 @@
 //! commented-out key switched on); `packaging/kstatsd.service` has the hardening and lifecycle
 //! directives, and its command lines are ones the binary accepts; `packaging/Dockerfile` is
 //! multi-stage, runs as a numeric non-root user, and its entry point with the configuration it
-//! ships is accepted by the binary. Docker and systemd are not needed: files are read, and the
-//! command lines are run with `--check-config` against the packaged configurations.
+//! ships is accepted by the binary; the .deb and .rpm metadata in `Cargo.toml` install the binary,
+//! the configuration and the unit where the unit's command lines look for them. Docker, systemd,
+//! cargo-deb and cargo-generate-rpm are not needed: files are read, and the command lines are run
+//! with `--check-config` against the packaged configurations (`packaging/check-packages` builds
+//! and installs the real packages).
 //!
 //! The list of accepted keys is not written down here: it is read from the serde structs the
 //! binary parses the file with (a deserializer that only records the field names each struct
@@ -360,6 +363,128 @@ fn the_systemd_unit_is_hardened_and_runs_real_flags() {
     // The pre-start check really refuses a bad file (exit 2: systemd does not start the service).
     let (code, _, err) = run(&["--check-config", "--config", packaging("kstatsd.service").to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
+}
+
+// ---- the .deb and .rpm ----
+
+/// One file a package installs: where it comes from, its mode, and whether the package manager
+/// treats it as configuration that an upgrade does not overwrite.
+#[derive(Debug, Clone, PartialEq)]
+struct Packaged {
+    source: String,
+    mode: String,
+    config: bool,
+}
+
+/// `dest` of an asset whose `source` may be a glob: a `dest` ending in `/` is a directory that
+/// takes the file's name (as both tools do).
+fn install_paths(source: &str, dest: &str) -> Vec<(String, String)> {
+    let dest = if dest.starts_with('/') { dest.to_string() } else { format!("/{dest}") };
+    let sources: Vec<String> = if source.contains('*') {
+        let (dir, pattern) = source.rsplit_once('/').unwrap();
+        let (prefix, suffix) = pattern.split_once('*').unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut found: Vec<String> = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("{source}: {e}"))
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            .map(|n| format!("{dir}/{n}"))
+            .collect();
+        found.sort();
+        assert!(!found.is_empty(), "{source} matches no file");
+        found
+    } else {
+        vec![source.to_string()]
+    };
+    sources
+        .into_iter()
+        .map(|src| {
+            let name = src.rsplit('/').next().unwrap();
+            let to = if dest.ends_with('/') { format!("{dest}{name}") } else { dest.clone() };
+            (to, src)
+        })
+        .collect()
+}
+
+fn cargo_metadata(tool: &str) -> toml::Table {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let manifest: toml::Table = text.parse().unwrap();
+    manifest["package"]["metadata"][tool]
+        .as_table()
+        .unwrap_or_else(|| panic!("no [package.metadata.{tool}]"))
+        .clone()
+}
+
+/// What `cargo deb` installs, by path: the assets (`[source, dest, mode]`; files under /etc are
+/// conffiles), and the unit that `systemd-units` finds as `<unit-scripts>/<package>.service`.
+fn deb_files() -> BTreeMap<String, Packaged> {
+    let deb = cargo_metadata("deb");
+    let mut out = BTreeMap::new();
+    for a in deb["assets"].as_array().unwrap() {
+        let a: Vec<&str> =
+            a.as_array().expect("[source, dest, mode]").iter().map(|v| v.as_str().unwrap()).collect();
+        for (to, source) in install_paths(a[0], a[1]) {
+            let config = to.starts_with("/etc/");
+            out.insert(to, Packaged { source, mode: a[2].to_string(), config });
+        }
+    }
+    let units = deb["systemd-units"].as_table().expect("systemd-units");
+    let dir = units["unit-scripts"].as_str().unwrap().trim_end_matches('/');
+    let unit = format!("{dir}/kstatsd.service");
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(&unit).exists(), "{unit}");
+    out.insert(
+        "/usr/lib/systemd/system/kstatsd.service".into(),
+        Packaged { source: unit, mode: "644".into(), config: false },
+    );
+    out
+}
+
+/// What `cargo generate-rpm` installs, by path (`config = "noreplace"`: `%config(noreplace)`).
+fn rpm_files() -> BTreeMap<String, Packaged> {
+    let rpm = cargo_metadata("generate-rpm");
+    let mut out = BTreeMap::new();
+    for a in rpm["assets"].as_array().unwrap() {
+        let get = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let config = match a.get("config") {
+            None => false,
+            Some(v) => {
+                assert_eq!(v.as_str(), Some("noreplace"), "a configuration file is noreplace: {a}");
+                true
+            }
+        };
+        for (to, source) in install_paths(&get("source"), &get("dest")) {
+            out.insert(to, Packaged { source, mode: get("mode"), config });
+        }
+    }
+    out
+}
+
+#[test]
+fn the_packages_install_what_the_unit_runs_where_it_looks_for_it() {
+    let (deb, rpm) = (deb_files(), rpm_files());
+    assert_eq!(deb, rpm, "the .deb and the .rpm install the same files");
+    let d = unit_directives(&read("kstatsd.service"));
+    for line in [&d["ExecStart"], &d["ExecStartPre"]] {
+        let argv: Vec<&str> = line.last().unwrap().split_whitespace().collect();
+        let bin = &deb.get(argv[0]).unwrap_or_else(|| panic!("{} is not in the packages", argv[0]));
+        assert_eq!((bin.source.as_str(), bin.mode.as_str()), ("target/release/kstatsd", "755"));
+        let at = argv.iter().position(|a| *a == "--config").unwrap();
+        let config =
+            &deb.get(argv[at + 1]).unwrap_or_else(|| panic!("{} is not in the packages", argv[at + 1]));
+        assert_eq!(config.source, "packaging/kstatsd.example.toml");
+        assert!(config.config, "{} is a configuration file that upgrades keep", argv[at + 1]);
+    }
+    assert_eq!(deb["/usr/lib/systemd/system/kstatsd.service"].source, "packaging/kstatsd.service");
+    assert_eq!(deb["/usr/share/doc/kstatsd/README.md"].source, "README.md");
+    assert!(deb.contains_key("/usr/share/doc/kstatsd/docs/install.md"), "{deb:#?}");
+    // Only the configuration is configuration, and every source but the build output exists.
+    assert_eq!(deb.values().filter(|p| p.config).count(), 1, "{deb:#?}");
+    for p in deb.values().filter(|p| !p.source.starts_with("target/")) {
+        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(&p.source).is_file(), "{}", p.source);
+    }
+    // The service is installed disabled: it starts once the file has been edited.
+    let units = cargo_metadata("deb")["systemd-units"].clone();
+    assert_eq!((units["enable"].as_bool(), units["start"].as_bool()), (Some(false), Some(false)));
 }
 
 // ---- the Dockerfile ----

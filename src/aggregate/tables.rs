@@ -60,6 +60,8 @@ pub struct IngestStats {
     pub config_reload_failures: u64,
     /// Debug dump lines dropped because stderr did not keep up.
     pub debug_dump_dropped: u64,
+    /// Management-port clients disconnected for going over their input or output limit.
+    pub admin_clients_dropped: u64,
 }
 
 impl IngestStats {
@@ -80,6 +82,7 @@ impl IngestStats {
         self.config_reloads += other.config_reloads;
         self.config_reload_failures += other.config_reload_failures;
         self.debug_dump_dropped += other.debug_dump_dropped;
+        self.admin_clients_dropped += other.admin_clients_dropped;
     }
 
     #[inline]

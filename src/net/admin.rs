@@ -11,12 +11,20 @@
 //! `help`, `health` and errors; here every reply is framed the same way, so a client can always
 //! read up to `END`).
 //!
-//! A client that never reads must not cost the daemon without bound: its pending output is
-//! limited to [`OUTPUT_LIMIT`] (one reply, however long, is always accepted when nothing else is
-//! pending, so a big listing can be read by a client that reads) and the client is disconnected
-//! when a reply would go past it; more than [`INPUT_LIMIT`] of input not yet answered (a very
-//! long line, or commands piled up behind a question to the flush thread) disconnects too, and
-//! so does output that has not moved for [`STALL_TIMEOUT`].
+//! A client that never reads must not cost the daemon without bound. Its unsent output is
+//! counted as replies are queued, and the client is disconnected (counted in
+//! `admin_clients_dropped`, logged once per flush interval) as soon as a reply would take it past
+//! [`OUTPUT_LIMIT`]. One reply, however long, is always accepted when nothing else is queued, so
+//! a big listing can be read by a client that reads. The count is what the kernel has not taken
+//! yet, and the kernel takes only a little: each admin connection's send buffer is fixed at
+//! [`SEND_BUFFER`]. Left to autotuning, it grows to `net.ipv4.tcp_wmem`'s maximum (4 MiB on a
+//! stock kernel) while the client does not read, so the point where the limit trips would depend
+//! on the kernel's settings and on how fast the flush thread answers. A client that does not read
+//! costs at most [`OUTPUT_LIMIT`] (or one longer reply) here and twice [`SEND_BUFFER`] in the
+//! kernel, besides its own receive buffer. More than [`INPUT_LIMIT`] of input not yet answered
+//! (a very long line, or commands piled up behind a question to the flush thread) disconnects
+//! too, counted and logged the same way, and so does output that has not moved for
+//! [`STALL_TIMEOUT`] (logged).
 
 use crate::aggregate::IngestStats;
 use crate::flush::Flusher;
@@ -33,6 +41,9 @@ pub const MAX_CLIENTS: usize = 64;
 pub const INPUT_LIMIT: usize = 64 << 10;
 /// Pending output per client beyond which it is disconnected (see the module docs).
 pub const OUTPUT_LIMIT: usize = 4 << 20;
+/// `SO_SNDBUF` of every admin connection (the kernel doubles it for its bookkeeping). Fixed, so
+/// that what the kernel takes off [`OUTPUT_LIMIT`]'s count stays small and the same everywhere.
+pub const SEND_BUFFER: usize = 64 << 10;
 /// A client whose pending output has not moved for this long is disconnected.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -116,6 +127,8 @@ pub struct AdminClient {
     pub closing: bool,
     /// Since when the pending output has not moved (the socket is full and nothing went out).
     pub stalled_since: Option<std::time::Instant>,
+    /// The connection's send buffer is set to [`SEND_BUFFER`] (done before its first reply).
+    pub send_buffer_set: bool,
 }
 
 impl AdminClient {
@@ -252,7 +265,7 @@ pub fn answer_stats(live: &LiveFigures, f: &FlushFigures<'_>, json: bool) -> Vec
         };
         lines.push((format!("{sink}.{key}"), Value::N(v)));
     }
-    let own: [(&str, u64); 20] = [
+    let own: [(&str, u64); 21] = [
         ("packets_received", all.packets),
         ("metrics_received", all.metrics),
         ("bytes_received", all.bytes),
@@ -267,6 +280,7 @@ pub fn answer_stats(live: &LiveFigures, f: &FlushFigures<'_>, json: bool) -> Vec
         ("connections_refused", all.connections_refused),
         ("connections_timed_out", all.connections_timed_out),
         ("admin_clients", live.admin_clients as u64),
+        ("admin_clients_dropped", all.admin_clients_dropped),
         ("config_reloads", all.config_reloads),
         ("config_reload_failures", all.config_reload_failures),
         ("debug_dump_dropped", all.debug_dump_dropped),

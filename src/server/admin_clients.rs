@@ -2,9 +2,10 @@
 //! ones): reading their commands, answering those the loop knows about itself, and writing their
 //! output. What they ask about the known series is answered by the flush thread (which owns it):
 //! the question goes over the flush channel with `try_send`, the answer comes back on `replies`
-//! and a `mio::Waker` wakes the loop.
+//! and a `mio::Waker` wakes the loop. A client over its input or output limit is disconnected,
+//! counted in the interval's `admin_clients_dropped` and logged once per interval.
 
-use super::streams::{Conn, Role};
+use super::streams::{Conn, Role, Stream};
 use super::Server;
 use crate::flush::thread::FlushMsg;
 use crate::net::admin::{self, Command, LiveFigures, Query};
@@ -13,11 +14,21 @@ use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Why a client is disconnected by its limits (see `net::admin`).
+enum OverLimit {
+    Input,
+    Output { queued: usize },
+}
+
 impl Server {
     pub(super) fn admin_read(&mut self, slot: usize, now: Instant) {
         loop {
             let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
             let Role::Admin(client) = &mut conn.role else { return };
+            if !client.send_buffer_set {
+                client.send_buffer_set = true;
+                fix_send_buffer(&conn.stream);
+            }
             match conn.stream.read(&mut self.stream_buf) {
                 Ok(0) => {
                     self.close(slot);
@@ -32,11 +43,7 @@ impl Server {
                         return;
                     };
                     if client.input.len() > admin::INPUT_LIMIT {
-                        log::warn!(
-                            "admin: dropping a client with over {} bytes of unanswered input",
-                            admin::INPUT_LIMIT
-                        );
-                        self.close(slot);
+                        self.drop_over_limit(slot, OverLimit::Input);
                         return;
                     }
                 }
@@ -151,9 +158,32 @@ impl Server {
         if c.push(reply) {
             return true;
         }
-        log::warn!("admin: dropping a client that does not read its replies ({} bytes pending)", c.pending());
-        self.close(slot);
+        let queued = c.pending() + reply.len();
+        self.drop_over_limit(slot, OverLimit::Output { queued });
         false
+    }
+
+    /// Disconnects a client over one of its limits: counted, and logged for the first one in
+    /// the interval (a client that is dropped reconnects, and each reconnection would log).
+    fn drop_over_limit(&mut self, slot: usize, why: OverLimit) {
+        let stats = &mut self.active.stats;
+        if stats.admin_clients_dropped == 0 {
+            match why {
+                OverLimit::Input => log::warn!(
+                    "admin: dropping a client with over {} bytes of unanswered input (counted in \
+                     admin_clients_dropped; at most one such line per flush interval)",
+                    admin::INPUT_LIMIT
+                ),
+                OverLimit::Output { queued } => log::warn!(
+                    "admin: dropping a client that does not read its replies ({queued} bytes \
+                     queued, over the {} byte limit; counted in admin_clients_dropped; at most \
+                     one such line per flush interval)",
+                    admin::OUTPUT_LIMIT
+                ),
+            }
+        }
+        stats.admin_clients_dropped += 1;
+        self.close(slot);
     }
 
     pub(super) fn admin_write(&mut self, slot: usize, now: Instant) {
@@ -183,5 +213,18 @@ impl Server {
         if self.reload.is_some() {
             self.reload_step();
         }
+    }
+}
+
+/// Fixes the connection's send buffer at `admin::SEND_BUFFER`, which also turns the kernel's
+/// autotuning off for it. Should the kernel refuse, the output limit still holds; the kernel
+/// then keeps more than that buffer of what the client has not read.
+fn fix_send_buffer(stream: &Stream) {
+    let sock = match stream {
+        Stream::Tcp(s) => socket2::SockRef::from(s),
+        Stream::Unix(s) => socket2::SockRef::from(s),
+    };
+    if let Err(e) = sock.set_send_buffer_size(admin::SEND_BUFFER) {
+        log::debug!("admin: cannot set a client's send buffer: {e}");
     }
 }
