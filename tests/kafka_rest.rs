@@ -718,21 +718,24 @@ fn client_errors_are_dropped_and_counted_never_retried() {
     let emu = Emulator::start();
     let mut d = start(&kafka(&emu, "retry_backoff = \"10ms\""), "flush_interval = \"100ms\"", "");
     type Setup = dyn Fn(&mut State);
-    let cases: [(&str, &Setup); 6] = [
-        ("unknown_topic", &|s| s.topics.clear()),
-        ("unauthorized", &|s| s.credentials = Some("Basic bm9ib2R5Og==".into())),
-        ("unauthorized", &|s| s.sticky = Some(Fault::status(403))),
-        ("unsupported_media_type", &|s| s.sticky = Some(Fault::status(415))),
-        ("invalid_payload", &|s| s.sticky = Some(Fault::status(422))),
-        ("invalid_payload", &|s| s.sticky = Some(Fault::status(400))),
+    let cases: [(&str, u16, &Setup); 6] = [
+        ("unknown_topic", 404, &|s| s.topics.clear()),
+        ("unauthorized", 401, &|s| s.credentials = Some("Basic bm9ib2R5Og==".into())),
+        ("unauthorized", 403, &|s| s.sticky = Some(Fault::status(403))),
+        ("unsupported_media_type", 415, &|s| s.sticky = Some(Fault::status(415))),
+        ("invalid_payload", 422, &|s| s.sticky = Some(Fault::status(422))),
+        ("invalid_payload", 400, &|s| s.sticky = Some(Fault::status(400))),
     ];
-    for (reason, setup) in cases {
+    for (reason, status, setup) in cases {
         let key = format!("records_dropped.{reason}");
         let before = kafka_stat(&parse_flush(&d.next_line()), &key);
         emu.with(|s| {
             s.heal();
             setup(s);
         });
+        // The proxy answered this case's status, and a drop under its reason followed (a payload
+        // still in flight from the case before can count under the same reason first).
+        emu.wait_for(T, "the case's answer", |s| s.requests.iter().any(|r| r.status == status).then_some(()));
         d.line_with(&key, |f| kafka_stat(f, &key) > before);
     }
     emu.with(|s| {

@@ -94,7 +94,10 @@ fn promtool_accepts_a_real_exposition() {
     );
     let page = scrape_until(&http, "hits_total 2");
     assert!(page.contains("api_lat_bucket{le=\"0.0005\"} 0\n"), "{page}");
-    assert!(page.contains("hits_total{env=\"prod\",path=\"a\\\"b\\\\c\",tag_le=\"5\"} 1\n"), "{page}");
+    assert!(
+        page.contains("hits_total{env=\"prod\",flag=\"true\",path=\"a\\\"b\\\\c\",tag_le=\"5\"} 1\n"),
+        "{page}"
+    );
     // Once the summary `lat` is there, a gauge `lat_sum` would write into it: it is left out.
     d.send("lat_sum:1|g\nlat:5|ms");
     let page = scrape_until(&http, "lat_count 3");
