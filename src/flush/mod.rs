@@ -249,7 +249,7 @@ impl Flusher {
         // A cardinality flood spread over many intervals admits up to max_series new series in
         // each: remembered for idle reporting, they would pile up without bound. Past
         // max_series known series the longest idle are forgotten (reported idle this last
-        // time); series seen this interval are always kept (tests/hostile.rs,
+        // time); series seen this interval are always kept (tests/cardinality.rs,
         // a_cardinality_flood_over_many_intervals_stays_bounded).
         let excess = self.known.len().saturating_sub(self.config.limits.max_series);
         if excess > 0 {

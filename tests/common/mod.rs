@@ -11,6 +11,7 @@ pub mod carbon;
 pub mod dockerd;
 #[cfg(feature = "peers")]
 pub mod etsy;
+pub mod hostile;
 pub mod http;
 pub mod kafka_emulator;
 pub mod ports;
