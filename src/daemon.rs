@@ -4,13 +4,10 @@
 
 use crate::aggregate::Tables;
 use crate::config::Config;
-use crate::flush::thread as flush_thread;
+use crate::flush_thread;
 use crate::net::{self, drops::KernelDrops};
 use crate::server::{Server, ServerParts};
-use crate::sink::backstop::Backstop;
-use crate::sink::graphite::Graphite;
-use crate::sink::kafka_rest::KafkaRest;
-use crate::sink::{Console, Sink};
+use crate::sink::Sink;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -26,41 +23,16 @@ pub struct Daemon {
     pub wake: std::os::unix::net::UnixStream,
 }
 
-/// The sinks the config asks for. The network sinks start their worker threads here.
-pub fn configured_sinks(config: &Config) -> io::Result<Vec<Box<dyn Sink>>> {
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(format) = config.console {
-        sinks.push(Box::new(Console::stdout(format, config.aggregate.counter_rates)));
-    }
-    if let Some(g) = &config.graphite {
-        sinks.push(Box::new(Graphite::start(g)?));
-    }
-    if let Some(b) = &config.backstop {
-        sinks.push(Box::new(Backstop::start(b)?));
-    }
-    if let Some(k) = &config.kafka_rest {
-        let a = &config.aggregate;
-        sinks.push(Box::new(KafkaRest::new(k, a.counter_rates, &a.meta_prefix)?));
-    }
-    if let Some(k) = &config.kafka {
-        let a = &config.aggregate;
-        let native =
-            crate::sink::kafka::KafkaNative::new(k, a.counter_rates, &a.meta_prefix, a.flush_interval)?;
-        sinks.push(Box::new(native));
-    }
-    Ok(sinks)
-}
-
 /// Binds every listener and starts the flush thread with `sinks`.
 pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
     let mut inputs = Vec::new();
-    for endpoint in net::Endpoint::all(&config.server) {
+    for endpoint in net::InputAddr::all(&config.server) {
         inputs.push(net::bind(&endpoint, &config.server)?);
     }
     let udp: Vec<SocketAddr> = inputs
         .iter()
         .filter_map(|b| match b {
-            net::Bound::Dgram { endpoint: net::Endpoint::Udp(_), local, .. } => local.parse().ok(),
+            net::BoundInput::Dgram { endpoint: net::InputAddr::Udp(_), local, .. } => local.parse().ok(),
             _ => None,
         })
         .collect();
@@ -82,7 +54,7 @@ pub fn build(config: &Config, sinks: Vec<Box<dyn Sink>>) -> io::Result<Daemon> {
         config.aggregate.clone(),
         sinks,
         Box::new(Tables::new(limits.clone())),
-        net::flush_core(config.server.pin_flush_core, config.server.pin_ingest_core),
+        crate::sys::flush_core(config.server.pin_flush_core, config.server.pin_ingest_core),
         drops,
         config.server.shutdown_timeout,
         config.on_failure.clone(),

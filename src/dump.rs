@@ -87,12 +87,12 @@ impl Observe for DebugDump {
                 Kind::Set => b" s ",
             });
             match s.value {
-                SampleValue::Number(v) => crate::sink::write_f64(out, v),
+                SampleValue::Number(v) => crate::fmt::write_f64(out, v),
                 SampleValue::Delta(d) => {
                     if d >= 0.0 {
                         out.push(b'+');
                     }
-                    crate::sink::write_f64(out, d);
+                    crate::fmt::write_f64(out, d);
                 }
                 SampleValue::Member { start, end } => {
                     out.extend_from_slice(line.get(start as usize..end as usize).unwrap_or(b""))
@@ -100,7 +100,7 @@ impl Observe for DebugDump {
             }
             if s.weight != 1.0 {
                 out.extend_from_slice(b" @");
-                crate::sink::write_f64(out, 1.0 / s.weight);
+                crate::fmt::write_f64(out, 1.0 / s.weight);
             }
             if !tags.is_empty() {
                 out.extend_from_slice(b" #");

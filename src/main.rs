@@ -5,7 +5,7 @@ use clap::Parser;
 use kstatsd::config::{
     BackstopOverrides, Config, ConfigFormat, GraphiteOverrides, KafkaRestOverrides, Overrides, Secret,
 };
-use kstatsd::{daemon, net};
+use kstatsd::{daemon, sys};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -497,14 +497,14 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) -> std::io::Result<()> {
-    match net::recvmmsg::raise_nofile_limit() {
+    match sys::raise_nofile_limit() {
         Ok((before, after)) if after > before => {
             log::info!("open files limit raised from {before} to {after}")
         }
         Ok(_) => {}
         Err(e) => log::warn!("cannot raise the open files limit: {e}"),
     }
-    let sinks = daemon::configured_sinks(&config)?;
+    let sinks = kstatsd::sink::start_all(&config.sink_sections())?;
     let mut d = daemon::build(&config, sinks)?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&d.stop))?;
@@ -514,9 +514,9 @@ fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) -> std::io::
     let reload = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
     signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, d.wake.try_clone()?)?;
-    d.server.enable_reload(kstatsd::reload::Reloader::new(path, overrides, reload));
+    d.server.enable_reload(kstatsd::server::reload::Reloader::new(path, overrides, reload));
     if let Some(core) = config.server.pin_ingest_core {
-        net::pin_current_thread(core, "ingest");
+        sys::pin_current_thread(core, "ingest");
     }
     log::info!("ready");
     d.server.run()

@@ -9,12 +9,11 @@
 //! [`IDLE_TIMEOUT`] (a request that never ends, a client that stops reading) is closed;
 //! connections beyond the limit are closed as soon as they are accepted.
 //!
-//! `/metrics` writes the page the Prometheus sink last published (see
-//! [`crate::sink::prometheus::Exposition`]): the connection holds a reference to that page until
-//! it is written, and no rendering happens here.
+//! `/metrics` writes the page last published through a [`MetricsPage`] (the Prometheus sink
+//! implements it): the connection holds a reference to that page until it is written, and no
+//! rendering happens here.
 
 use super::Health;
-use crate::sink::prometheus::Exposition;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read, Write};
@@ -33,6 +32,13 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The page `/metrics` serves, published by whoever renders it. The server only takes a
+/// reference to the current page (on the HTTP thread) and writes its bytes.
+pub trait MetricsPage: Send + Sync {
+    /// The page to serve now.
+    fn current(&self) -> Arc<Vec<u8>>;
+}
+
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 
@@ -46,7 +52,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `listen` and starts the thread.
-    pub fn start(listen: SocketAddr, exposition: Arc<Exposition>, health: Health) -> io::Result<HttpServer> {
+    pub fn start(listen: SocketAddr, page: Arc<dyn MetricsPage>, health: Health) -> io::Result<HttpServer> {
         let mut listener = TcpListener::bind(listen)
             .map_err(|e| io::Error::new(e.kind(), format!("http: cannot listen on {listen}: {e}")))?;
         let local = listener.local_addr()?;
@@ -54,7 +60,7 @@ impl HttpServer {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut lp = Loop { poll, listener, conns: Vec::new(), exposition, health, stop: Arc::clone(&stop) };
+        let mut lp = Loop { poll, listener, conns: Vec::new(), page, health, stop: Arc::clone(&stop) };
         let thread = std::thread::Builder::new().name("kstatsd-http".into()).spawn(move || lp.run())?;
         Ok(HttpServer { local, stop, waker, thread: Some(thread) })
     }
@@ -98,7 +104,7 @@ struct Loop {
     poll: Poll,
     listener: TcpListener,
     conns: Vec<Option<Conn>>,
-    exposition: Arc<Exposition>,
+    page: Arc<dyn MetricsPage>,
     health: Health,
     stop: Arc<AtomicBool>,
 }
@@ -184,7 +190,7 @@ impl Loop {
     fn drive(&mut self, slot: usize) {
         let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
         let done = match conn.answer {
-            None => read_request(conn, &self.exposition, &self.health),
+            None => read_request(conn, &*self.page, &self.health),
             Some(_) => Ok(false),
         }
         .and_then(|answered| if answered || conn.answer.is_some() { write_answer(conn) } else { Ok(false) });
@@ -211,7 +217,7 @@ impl Loop {
 
 /// Reads until the request is complete (then sets the answer and returns true), the socket is
 /// drained (false) or the peer is gone (an error).
-fn read_request(conn: &mut Conn, exposition: &Exposition, health: &Health) -> io::Result<bool> {
+fn read_request(conn: &mut Conn, page: &dyn MetricsPage, health: &Health) -> io::Result<bool> {
     let mut buf = [0u8; 2048];
     loop {
         match conn.stream.read(&mut buf) {
@@ -220,7 +226,7 @@ fn read_request(conn: &mut Conn, exposition: &Exposition, health: &Health) -> io
                 conn.last_progress = Instant::now();
                 let room = MAX_REQUEST - conn.request.len();
                 conn.request.extend_from_slice(&buf[..n.min(room)]);
-                if let Some(answer) = answer_for(&conn.request, exposition, health) {
+                if let Some(answer) = answer_for(&conn.request, page, health) {
                     conn.answer = Some(answer);
                     return Ok(true);
                 }
@@ -260,7 +266,7 @@ fn write_answer(conn: &mut Conn) -> io::Result<bool> {
 
 /// The answer to `request` once it is complete (or can never be: too large, malformed); `None`
 /// while more of it is to come.
-fn answer_for(request: &[u8], exposition: &Exposition, health: &Health) -> Option<Answer> {
+fn answer_for(request: &[u8], page: &dyn MetricsPage, health: &Health) -> Option<Answer> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     let (method, path) = match req.parse(request) {
@@ -280,7 +286,7 @@ fn answer_for(request: &[u8], exposition: &Exposition, health: &Health) -> Optio
     let path = path.split('?').next().unwrap_or("");
     Some(match path {
         "/metrics" => {
-            let page = exposition.current();
+            let page = page.current();
             let head = head(200, "OK", CONTENT_TYPE, page.len());
             Answer { head, body: (!head_only).then_some(page), sent: 0 }
         }
@@ -308,10 +314,18 @@ fn text(status: u16, reason: &str, body: &str, head_only: bool) -> Answer {
 mod tests {
     use super::*;
 
+    /// A page that was never published: empty.
+    struct Empty;
+
+    impl MetricsPage for Empty {
+        fn current(&self) -> Arc<Vec<u8>> {
+            Arc::default()
+        }
+    }
+
     fn answer(request: &str) -> Option<String> {
-        let exposition = Exposition::default();
         let health = Health::default();
-        answer_for(request.as_bytes(), &exposition, &health).map(|a| {
+        answer_for(request.as_bytes(), &Empty, &health).map(|a| {
             let mut out = a.head.clone();
             out.extend_from_slice(a.body.as_deref().map_or(&[][..], Vec::as_slice));
             String::from_utf8(out).unwrap()
@@ -339,10 +353,9 @@ mod tests {
 
     #[test]
     fn healthz_follows_the_health_state() {
-        let exposition = Exposition::default();
         let health = Health::default();
         health.set(false);
-        let a = answer_for(b"GET /healthz HTTP/1.1\r\n\r\n", &exposition, &health).unwrap();
+        let a = answer_for(b"GET /healthz HTTP/1.1\r\n\r\n", &Empty, &health).unwrap();
         assert!(a.head.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
     }
 }

@@ -1,12 +1,15 @@
-//! Operating the daemon over HTTP: the `[http]` section (`listen`, `--http`, `KSTATSD_HTTP`), the
-//! `health` state that `/healthz` reports, and the server itself ([`http`]). The configuration
-//! is validated on the main thread at start-up; the server runs on its own thread.
+//! Operating the daemon: the management port's protocol and answers ([`management`]), and over
+//! HTTP the `[http]` section (`listen`, `--http`, `KSTATSD_HTTP`), the `health` state that
+//! `/healthz` reports, and the server itself ([`http`]). The configuration is validated on the
+//! main thread at start-up; the HTTP server runs on its own thread, the management port's client
+//! handling on the ingest thread and its answers about the known series on the flush thread.
 //!
 //! The `health` state is written by the ingest thread when the management port receives
 //! `health up` / `health down`, and read by the HTTP thread; it is one relaxed atomic, so
 //! neither ever waits for the other.
 
 pub mod http;
+pub mod management;
 
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -1484,7 +1484,7 @@ fn proxy_base(url: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::{ConsoleFormat, GraphiteProtocol, KafkaContentType, KafkaFormat, RecordKey};
-    use crate::flush::summarize::{Bound, Percentile};
+    use crate::flush::summarize::{BinEdge, Percentile};
     use std::time::Duration;
 
     fn js(text: &str) -> Js {
@@ -1863,7 +1863,7 @@ mod tests {
         assert_eq!(a.histograms.len(), 2);
         assert_eq!(a.histograms[0].metric, "render");
         assert_eq!(a.histograms[0].names, ["bin_0_01", "bin_0_1", "bin_1", "bin_10", "bin_inf"]);
-        assert_eq!(a.histograms[1].bins, vec![Bound::Finite(50.0), Bound::Inf]);
+        assert_eq!(a.histograms[1].bins, vec![BinEdge::Finite(50.0), BinEdge::Inf]);
         round_trips(&c);
         assert_eq!(config("{ percentThreshold: 95 }").aggregate.percentiles, vec![Percentile::new(95.0)]);
         assert_eq!(config("{ flushInterval: 250 }").aggregate.flush_interval, Duration::from_millis(250));

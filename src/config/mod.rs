@@ -5,7 +5,7 @@
 //! start-up (and on reload).
 
 use crate::aggregate::{KeyRules, Limits};
-use crate::flush::summarize::{Bound, HistogramRule, Percentile};
+use crate::flush::summarize::{BinEdge, HistogramRule, Percentile};
 use crate::net::framing::Framing;
 use crate::sink::tls::CaFile;
 use serde::Deserialize;
@@ -571,8 +571,8 @@ impl Config {
                     .bins
                     .iter()
                     .map(|b| match b {
-                        Bound::Finite(x) => x.to_string(),
-                        Bound::Inf => "\"inf\"".into(),
+                        BinEdge::Finite(x) => x.to_string(),
+                        BinEdge::Inf => "\"inf\"".into(),
                     })
                     .collect();
                 format!("{{ metric = {:?}, bins = [{}] }}", h.metric, bins.join(", "))
@@ -1513,12 +1513,12 @@ fn parse_histograms_flag(text: &str) -> Result<Vec<HistogramFile>, ConfigError> 
     })
 }
 
-fn parse_bins(h: &HistogramFile) -> Result<Vec<Bound>, ConfigError> {
+fn parse_bins(h: &HistogramFile) -> Result<Vec<BinEdge>, ConfigError> {
     let mut bins = Vec::new();
     for b in &h.bins {
         bins.push(match b {
-            BinFile::Number(x) if x.is_finite() => Bound::Finite(*x),
-            BinFile::Word(w) if w == "inf" => Bound::Inf,
+            BinFile::Number(x) if x.is_finite() => BinEdge::Finite(*x),
+            BinFile::Word(w) if w == "inf" => BinEdge::Inf,
             _ => return err(format!("histogram `{}`: bins are numbers or \"inf\"", h.metric)),
         });
     }
@@ -1612,6 +1612,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err(format!("`{s}`: unknown unit (use B, KiB, MiB, GiB, KB, MB, GB)")),
     };
     n.checked_mul(mul).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+impl Config {
+    /// The sink sections, for [`crate::sink::start_all`].
+    pub fn sink_sections(&self) -> crate::sink::Sections<'_> {
+        crate::sink::Sections {
+            console: self.console,
+            graphite: self.graphite.as_ref(),
+            backstop: self.backstop.as_ref(),
+            kafka_rest: self.kafka_rest.as_ref(),
+            kafka: self.kafka.as_ref(),
+            counter_rates: self.aggregate.counter_rates,
+            meta_prefix: &self.aggregate.meta_prefix,
+            flush_interval: self.aggregate.flush_interval,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1744,7 +1760,7 @@ format = "json"              # json | text
         assert_eq!(c.server.pin_ingest_core, Some(0));
         assert_eq!(
             c.aggregate.histograms[0].bins,
-            vec![Bound::Finite(10.0), Bound::Finite(100.0), Bound::Inf]
+            vec![BinEdge::Finite(10.0), BinEdge::Finite(100.0), BinEdge::Inf]
         );
     }
 

@@ -1,5 +1,5 @@
 //! The flush side: everything that happens to a full table after the swap. Runs on the flush
-//! thread (see [`thread`]), never on the ingest thread.
+//! thread (see [`crate::flush_thread`]), never on the ingest thread.
 //!
 //! [`Flusher`] owns the state that outlives an interval: every known series (for idle reporting
 //! and deletion) and each gauge's last value, so that `+N`/`-N` deltas resolve against it. Each
@@ -9,7 +9,6 @@
 pub mod hook;
 pub mod snapshot;
 pub mod summarize;
-pub mod thread;
 
 pub use snapshot::{CounterNames, CounterOut, GaugeOut, KeyRef, SetOut, Snapshot, TimerOut};
 

@@ -25,7 +25,7 @@ impl Percentile {
 
 /// A histogram bin's exclusive upper bound.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Bound {
+pub enum BinEdge {
     Finite(f64),
     Inf,
 }
@@ -35,18 +35,18 @@ pub enum Bound {
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistogramRule {
     pub metric: String,
-    pub bins: Vec<Bound>,
+    pub bins: Vec<BinEdge>,
     /// `bin_10`, `bin_0_01`, `bin_inf`.
     pub names: Vec<String>,
 }
 
 impl HistogramRule {
-    pub fn new(metric: String, bins: Vec<Bound>) -> HistogramRule {
+    pub fn new(metric: String, bins: Vec<BinEdge>) -> HistogramRule {
         let names = bins
             .iter()
             .map(|b| match b {
-                Bound::Finite(x) => format!("bin_{x}").replacen('.', "_", 1),
-                Bound::Inf => "bin_inf".to_string(),
+                BinEdge::Finite(x) => format!("bin_{x}").replacen('.', "_", 1),
+                BinEdge::Inf => "bin_inf".to_string(),
             })
             .collect();
         HistogramRule { metric, bins, names }
@@ -89,7 +89,7 @@ pub struct Scratch {
 pub fn summarize_timer(
     values: &mut [f64],
     percentiles: &[Percentile],
-    bins: Option<&[Bound]>,
+    bins: Option<&[BinEdge]>,
     scratch: &mut Scratch,
     pcts: &mut Vec<Option<PctStats>>,
     hist: &mut Vec<u64>,
@@ -128,8 +128,8 @@ pub fn summarize_timer(
             let mut freq = 0;
             while i < count
                 && match bound {
-                    Bound::Inf => true,
-                    Bound::Finite(b) => values[i] < *b,
+                    BinEdge::Inf => true,
+                    BinEdge::Finite(b) => values[i] < *b,
                 }
             {
                 freq += 1;
@@ -179,7 +179,7 @@ mod tests {
     fn run(
         values: &[f64],
         pcts: &[f64],
-        bins: Option<&[Bound]>,
+        bins: Option<&[BinEdge]>,
     ) -> (TimerStats, Vec<Option<PctStats>>, Vec<u64>) {
         let mut v = values.to_vec();
         let pcts: Vec<_> = pcts.iter().map(|&p| Percentile::new(p)).collect();
@@ -192,7 +192,8 @@ mod tests {
     fn tokens() {
         let t: Vec<_> = [90.0, 99.9, -10.0, 50.0, 99.99].iter().map(|&p| Percentile::new(p).token).collect();
         assert_eq!(t, ["90", "99_9", "top10", "50", "99_99"]);
-        let r = HistogramRule::new("x".into(), vec![Bound::Finite(0.01), Bound::Finite(10.0), Bound::Inf]);
+        let r =
+            HistogramRule::new("x".into(), vec![BinEdge::Finite(0.01), BinEdge::Finite(10.0), BinEdge::Inf]);
         assert_eq!(r.names, ["bin_0_01", "bin_10", "bin_inf"]);
     }
 
@@ -234,10 +235,10 @@ mod tests {
 
     #[test]
     fn histogram_bins_exclusive_not_cumulative() {
-        let bins = [Bound::Finite(10.0), Bound::Finite(100.0), Bound::Inf];
+        let bins = [BinEdge::Finite(10.0), BinEdge::Finite(100.0), BinEdge::Inf];
         let (_, _, h) = run(&[1., 9., 10., 50., 100., 5000.], &[], Some(&bins));
         assert_eq!(h, vec![2, 2, 2]);
-        let bins = [Bound::Finite(0.01), Bound::Finite(0.1)];
+        let bins = [BinEdge::Finite(0.01), BinEdge::Finite(0.1)];
         let (s, _, h) = run(&[0.001, 0.05, 0.1, 2.], &[], Some(&bins));
         assert_eq!(h, vec![1, 1], "values at or above the last finite bound are not counted");
         assert_eq!(s.median, 0.07500000000000001);

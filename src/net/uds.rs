@@ -46,7 +46,7 @@ pub fn bind_dgram(
     clear_stale(path, Type::DGRAM)?;
     let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
     socket.set_nonblocking(true)?;
-    if super::recvmmsg::set_rcvbufforce(&socket, recv_buffer).is_err() {
+    if crate::sys::set_rcvbufforce(&socket, recv_buffer).is_err() {
         let _ = socket.set_recv_buffer_size(recv_buffer);
     }
     socket.bind(&SockAddr::unix(path)?)?;

@@ -75,7 +75,7 @@ impl Scalar<'_> {
                 out.extend(s.bytes().filter(|&b| !(drop_comma && b == b',')));
             }
             Scalar::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
-            Scalar::Num(x) => crate::sink::write_f64(out, x),
+            Scalar::Num(x) => crate::fmt::write_f64(out, x),
             Scalar::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
             Scalar::Null | Scalar::Nested => {}
         }

@@ -7,14 +7,14 @@
 
 use super::streams::{Conn, Role, Stream};
 use super::Server;
-use crate::flush::thread::FlushMsg;
-use crate::net::admin::{self, Command, LiveFigures, Query};
+use crate::admin::management::{self as admin, Command, LiveFigures, Query};
+use crate::flush_thread::FlushMsg;
 use std::io::{self, Read};
 use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Why a client is disconnected by its limits (see `net::admin`).
+/// Why a client is disconnected by its limits (see `admin::management`).
 enum OverLimit {
     Input,
     Output { queued: usize },

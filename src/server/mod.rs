@@ -21,7 +21,7 @@
 
 mod admin_clients;
 mod ingest;
-mod reload;
+pub mod reload;
 mod streams;
 
 pub use ingest::ingest_received;
@@ -29,15 +29,15 @@ pub use ingest::ingest_received;
 use ingest::ingest_unusual;
 use streams::{Conn, Role};
 
+use crate::admin::management as admin;
 use crate::aggregate::{Limits, Tables};
 use crate::config::{BusyPoll, Config};
 use crate::dump::DebugDump;
-use crate::flush::thread::{FlushHandle, FlushJob, FlushMsg};
 use crate::flush::FlushMeta;
-use crate::net::admin;
-use crate::net::recvmmsg::Batch;
-use crate::net::{Bound, DgramSocket, Endpoint, ListenerSocket};
+use crate::flush_thread::{FlushHandle, FlushJob, FlushMsg};
+use crate::net::{BoundInput, DgramSocket, InputAddr, ListenerSocket};
 use crate::parse::LineBuf;
+use crate::sys::Batch;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,7 +64,7 @@ const SIGNAL: Token = Token(usize::MAX);
 
 struct DgramInput {
     socket: DgramSocket,
-    endpoint: Endpoint,
+    endpoint: InputAddr,
     local: String,
     /// A `json_udp` port: every line is a JSON message.
     json: bool,
@@ -72,7 +72,7 @@ struct DgramInput {
 
 struct ListenerInput {
     socket: ListenerSocket,
-    endpoint: Endpoint,
+    endpoint: InputAddr,
     local: String,
     admin: bool,
 }
@@ -130,14 +130,14 @@ pub struct Server {
     started: Instant,
     /// The running configuration (a reload is compared with it).
     config: Config,
-    reload: Option<crate::reload::Reloader>,
+    reload: Option<reload::Reloader>,
 }
 
 /// What the caller hands the loop.
 pub struct ServerParts {
     pub config: Config,
     /// Every bound input (see [`crate::net::bind`]).
-    pub inputs: Vec<Bound>,
+    pub inputs: Vec<BoundInput>,
     pub active: Box<Tables>,
     pub flush: FlushHandle,
     pub capture_packets: bool,
@@ -218,20 +218,20 @@ impl Server {
     }
 
     /// Takes over one bound input (registering it with the poll).
-    fn add_input(&mut self, b: Bound) -> io::Result<()> {
+    fn add_input(&mut self, b: BoundInput) -> io::Result<()> {
         match b {
-            Bound::Dgram { mut socket, endpoint, local } => {
+            BoundInput::Dgram { mut socket, endpoint, local } => {
                 // Datagram sockets are drained every turn; their events only end a park.
                 let token = Token(self.dgram.len());
                 match &mut socket {
                     DgramSocket::Udp(s) => self.poll.registry().register(s, token, Interest::READABLE)?,
                     DgramSocket::Unix(s, _) => self.poll.registry().register(s, token, Interest::READABLE)?,
                 }
-                let json = matches!(endpoint, Endpoint::JsonUdp(_));
+                let json = matches!(endpoint, InputAddr::JsonUdp(_));
                 self.dgram.push(DgramInput { socket, endpoint, local, json });
                 self.retoken_dgram()?;
             }
-            Bound::Listener { mut socket, endpoint, local } => {
+            BoundInput::Listener { mut socket, endpoint, local } => {
                 let token = Token(LISTENER_BASE + self.listeners.len());
                 match &mut socket {
                     ListenerSocket::Tcp(l) => self.poll.registry().register(l, token, Interest::READABLE)?,
@@ -239,7 +239,7 @@ impl Server {
                         self.poll.registry().register(l, token, Interest::READABLE)?
                     }
                 }
-                let admin = matches!(endpoint, Endpoint::Admin(_));
+                let admin = matches!(endpoint, InputAddr::Admin(_));
                 self.listeners.push(ListenerInput { socket, endpoint, local, admin });
                 // A connection may have queued before registration: accept it now.
                 self.accept(self.listeners.len() - 1, Instant::now());
@@ -262,7 +262,7 @@ impl Server {
     }
 
     /// Where each input listens: (what it was configured as, the address or path it bound).
-    pub fn local_addrs(&self) -> Vec<(Endpoint, String)> {
+    pub fn local_addrs(&self) -> Vec<(InputAddr, String)> {
         let d = self.dgram.iter().map(|d| (d.endpoint.clone(), d.local.clone()));
         d.chain(self.listeners.iter().map(|l| (l.endpoint.clone(), l.local.clone()))).collect()
     }
@@ -272,8 +272,8 @@ impl Server {
         &self.active.stats
     }
 
-    /// Lets SIGHUP reload the configuration file (see [`crate::reload`]).
-    pub fn enable_reload(&mut self, reloader: crate::reload::Reloader) {
+    /// Lets SIGHUP reload the configuration file (see [`reload`]).
+    pub fn enable_reload(&mut self, reloader: reload::Reloader) {
         self.reload = Some(reloader);
     }
 

@@ -16,8 +16,8 @@
 //! complete lines of the part that arrived still count, as for a datagram cut by the kernel).
 
 use super::{Server, CONN_BASE, STREAM_READS};
+use crate::admin::management::{self as admin, AdminClient};
 use crate::aggregate::{count_too_long, ingest_mixed_line, ingest_stream_line, Observe, Tables};
-use crate::net::admin::{self, AdminClient};
 use crate::net::framing::{self, Framed, StreamFramer};
 use crate::net::ListenerSocket;
 use crate::parse::{self, BadLine, LineBuf};

@@ -21,9 +21,10 @@
 //! `Display` and `Debug` show `<redacted>` instead, and ureq only ever sees the URL without them.
 
 use super::outbox::{Batch, Deliver, Dropped, Limits, Outbox, Outcome};
-use super::{write_f64, write_json_str, write_u64, FlushReport, Sink, SinkError};
+use super::{FlushReport, Sink, SinkError};
 use crate::config::BackstopConfig;
 use crate::flush::{CounterNames, Naming, Snapshot};
+use crate::fmt::{write_f64, write_json_str, write_u64};
 use std::fmt;
 use std::time::{Duration, Instant};
 

@@ -3,9 +3,10 @@
 //! record value; `text` prints Graphite plaintext lines (`name value timestamp`). Each flush is
 //! rendered into one reused buffer and written with a single `write_all`.
 
-use super::{write_f64, write_json_str, write_u64, FlushReport, Sink, SinkError};
+use super::{FlushReport, Sink, SinkError};
 use crate::config::ConsoleFormat;
 use crate::flush::{CounterNames, Naming, Snapshot};
+use crate::fmt::{write_f64, write_json_str, write_u64};
 use std::io::Write;
 use std::time::Instant;
 

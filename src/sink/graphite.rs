@@ -21,9 +21,10 @@
 
 use super::outbox::{Batch, Deliver, Dropped, Limits, Outbox, Outcome};
 use super::pickle::{FrameWriter, MAX_FRAME};
-use super::{write_f64, write_u64, FlushReport, Sink, SinkError};
+use super::{FlushReport, Sink, SinkError};
 use crate::config::{GraphiteConfig, GraphiteProtocol};
 use crate::flush::{CounterNames, Naming, Snapshot};
+use crate::fmt::{write_f64, write_u64};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! Sinks: where each flush goes. The [`Sink`] trait carries etsy statsd's three backend hooks
 //! (`flush`, `status`, raw `packet`); every sink runs on the flush thread, reads the immutable
 //! [`Snapshot`], and must bound its own retries so that it never delays the others for long.
-//! This file also holds the number and string writers that every serializer shares.
 
 pub mod backstop;
 pub mod console;
@@ -16,9 +15,10 @@ pub mod tls;
 
 pub use console::Console;
 
+use crate::config::{BackstopConfig, ConsoleFormat, GraphiteConfig, KafkaRestConfig};
 use crate::flush::{Naming, Snapshot};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a successful flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -93,81 +93,43 @@ pub trait Sink: Send {
     }
 }
 
-/// Appends `v` as a JSON/Graphite number: integers without a fraction, others in the shortest
-/// form that reads back to the same f64 (ryu). Never goes through `format!`.
-#[inline]
-pub fn write_f64(out: &mut Vec<u8>, v: f64) {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
-    } else if v.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
-    }
+/// The sink sections of a configuration, borrowed: what [`start_all`] builds the sinks from. The
+/// last three options are `[aggregate]`'s, which every sink is built with.
+#[derive(Clone, Copy)]
+pub struct Sections<'a> {
+    pub console: Option<ConsoleFormat>,
+    pub graphite: Option<&'a GraphiteConfig>,
+    pub backstop: Option<&'a BackstopConfig>,
+    pub kafka_rest: Option<&'a KafkaRestConfig>,
+    pub kafka: Option<&'a kafka::KafkaConfig>,
+    /// Counters also go out as per-second rates.
+    pub counter_rates: bool,
+    /// Where the daemon's own figures are named (`statsd`).
+    pub meta_prefix: &'a str,
+    /// The flush interval (the native Kafka sink logs one failure per interval at most).
+    pub flush_interval: Duration,
 }
 
-/// Appends an unsigned integer.
-#[inline]
-pub fn write_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-}
-
-/// Appends `s` as a JSON string literal (quotes, backslashes and control bytes escaped).
-pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 15) as usize]);
-            }
-            _ => out.push(b),
-        }
+/// Starts every sink the sections ask for (the network sinks start their worker threads here),
+/// at start-up on the main thread and at a reload on the `kstatsd-reload` thread. The
+/// Prometheus sink is not among them: it comes with the HTTP listener, which outlives reloads.
+pub fn start_all(s: &Sections<'_>) -> std::io::Result<Vec<Box<dyn Sink>>> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(format) = s.console {
+        sinks.push(Box::new(Console::stdout(format, s.counter_rates)));
     }
-    out.push(b'"');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn num(v: f64) -> String {
-        let mut out = Vec::new();
-        write_f64(&mut out, v);
-        String::from_utf8(out).unwrap()
+    if let Some(g) = s.graphite {
+        sinks.push(Box::new(graphite::Graphite::start(g)?));
     }
-
-    #[test]
-    fn numbers_read_back_exactly() {
-        assert_eq!(num(12.0), "12");
-        assert_eq!(num(-5.0), "-5");
-        assert_eq!(num(-0.0), "0");
-        assert_eq!(num(861.6666666666666), "861.6666666666666");
-        assert_eq!(num(0.07500000000000001), "0.07500000000000001");
-        assert_eq!(num(f64::NAN), "null");
-        let mut x: u64 = 88172645463325252;
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let v = f64::from_bits(x);
-            if v.is_finite() {
-                assert_eq!(num(v).parse::<f64>().unwrap(), v);
-            }
-        }
+    if let Some(b) = s.backstop {
+        sinks.push(Box::new(backstop::Backstop::start(b)?));
     }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut out = Vec::new();
-        write_json_str(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    if let Some(k) = s.kafka_rest {
+        sinks.push(Box::new(kafka_rest::KafkaRest::new(k, s.counter_rates, s.meta_prefix)?));
     }
+    if let Some(k) = s.kafka {
+        let native = kafka::KafkaNative::new(k, s.counter_rates, s.meta_prefix, s.flush_interval)?;
+        sinks.push(Box::new(native));
+    }
+    Ok(sinks)
 }

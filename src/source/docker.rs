@@ -23,7 +23,7 @@ pub mod rules;
 pub mod stats;
 
 use super::{Feed, Gauges};
-use http::Endpoint;
+use http::EngineAddr;
 use rules::{Renamer, RuleSpec};
 use serde::Deserialize;
 use simd_json::prelude::*;
@@ -68,7 +68,7 @@ pub struct DockerOverrides {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DockerConfig {
-    pub url: Endpoint,
+    pub url: EngineAddr,
     pub poll: Duration,
     /// Bound on each request (connect, send, read).
     pub timeout: Duration,
@@ -91,7 +91,7 @@ impl DockerConfig {
         let empty = DockerFile::default();
         let f = file.unwrap_or(&empty);
         let url_text = ov.url.as_deref().or(f.url.as_deref()).unwrap_or(DEFAULT_URL);
-        let url = Endpoint::parse(url_text).map_err(|e| format!("docker.url: {e}"))?;
+        let url = EngineAddr::parse(url_text).map_err(|e| format!("docker.url: {e}"))?;
         let duration = |what: &str, o: &Option<String>, f: &Option<String>, d: &str| {
             let text = o.as_deref().or(f.as_deref()).unwrap_or(d);
             match parse_go_duration(text) {
@@ -192,7 +192,8 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 /// [`super::Recorder`]). The thread ends once the recorder is dropped.
 pub fn start(config: &DockerConfig) -> std::io::Result<Feed> {
     let feed = Feed::new("dockerStats");
-    let mut poller = Poller::new(config.clone(), hostname())
+    let host = crate::sys::hostname().unwrap_or_else(|| "localhost".into());
+    let mut poller = Poller::new(config.clone(), host)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let theirs = feed.clone();
     log::info!("docker: polling {} every {:?}", config.url, config.poll);
@@ -215,11 +216,6 @@ pub fn start(config: &DockerConfig) -> std::io::Result<Feed> {
         }
     })?;
     Ok(feed)
-}
-
-/// The host's name, for the per-host series.
-pub fn hostname() -> String {
-    crate::net::hostname().unwrap_or_else(|| "localhost".into())
 }
 
 /// One poll's outcome.
@@ -422,7 +418,7 @@ impl Poller {
 
 /// `GET path`, expecting 200 and a JSON body, handed to `f`.
 fn get_json<T>(
-    endpoint: &Endpoint,
+    endpoint: &EngineAddr,
     path: &str,
     timeout: Duration,
     f: impl FnOnce(&simd_json::BorrowedValue) -> Result<T, String>,
@@ -502,7 +498,7 @@ mod tests {
         assert_eq!(DockerConfig::build(None, &DockerOverrides::default()).unwrap(), None);
         let on =
             DockerConfig::build(Some(&DockerFile::default()), &DockerOverrides::default()).unwrap().unwrap();
-        assert_eq!(on.url, Endpoint::Unix("/var/run/docker.sock".into()));
+        assert_eq!(on.url, EngineAddr::Unix("/var/run/docker.sock".into()));
         assert_eq!(on.poll, Duration::from_secs(300));
         let file: DockerFile = toml::from_str(
             "url = \"http://127.0.0.1:2375\"\npoll = \"1h30m\"\nrules = [{ regexp = \"(.*)\\\\..*\\\\.(.*)\\\\..*\", into = \"$1.$2\", category = \"web\" }]\n",
@@ -533,7 +529,7 @@ mod tests {
     }
 
     /// A fake Engine on a Unix socket answering from a script: path → (status, body).
-    fn fake_engine(dir: &std::path::Path, answer: fn(&str) -> (u16, String)) -> Endpoint {
+    fn fake_engine(dir: &std::path::Path, answer: fn(&str) -> (u16, String)) -> EngineAddr {
         let path = dir.join("engine.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
@@ -555,7 +551,7 @@ mod tests {
                 });
             }
         });
-        Endpoint::Unix(path)
+        EngineAddr::Unix(path)
     }
 
     fn fixture(name: &str) -> String {
@@ -563,7 +559,7 @@ mod tests {
             .unwrap()
     }
 
-    fn poller(url: Endpoint) -> Poller {
+    fn poller(url: EngineAddr) -> Poller {
         let config = DockerConfig {
             url,
             poll: Duration::from_secs(1),
@@ -614,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_daemon_that_is_down_or_answers_garbage_is_one_error_and_no_series() {
-        let mut p = poller(Endpoint::Unix("/nonexistent/docker.sock".into()));
+        let mut p = poller(EngineAddr::Unix("/nonexistent/docker.sock".into()));
         let poll = p.poll_once();
         assert_eq!((poll.errors, poll.gauges.len()), (1, 0));
         assert!(poll.first_error.unwrap().contains("connect"));

@@ -1,25 +1,38 @@
 //! Sources: producers of metrics other than statsd traffic (today the Docker Engine poller,
 //! [`docker`]). A source runs on its own thread and publishes its latest sample set into a
 //! shared [`Feed`]; the flush thread owns the matching [`Recorder`] and, at every flush, records
-//! the latest set as gauges into the interval's tables, just before summarizing, the way the
+//! the latest set as gauges into the interval being flushed, just before summarizing, the way the
 //! daemon's own meta figures are recorded. So source metrics are named, prefixed and delivered to
 //! every sink like any other gauge, and the ingest thread never sees them.
 //!
+//! A recorder writes through the [`Interval`] trait, which the flush thread implements over its
+//! tables and known series: sources know nothing of either, and the flush side nothing of any
+//! source.
+//!
 //! The feed holds one sample set (the newest replaces an unread older one) plus counters that
 //! accumulate until a flush takes them (errors, polls). The lock is held for a swap, never for
-//! I/O. Series a source stops publishing (a container that went away) are deleted from the
-//! flusher's known series at the next flush, so they stop being reported instead of repeating
-//! their last value forever.
+//! I/O. Series a source stops publishing (a container that went away) are forgotten at the next
+//! flush, so they stop being reported instead of repeating their last value forever.
 
 pub mod docker;
 
-use crate::aggregate::Tables;
-use crate::flush::Flusher;
-use crate::parse::Kind;
 use std::sync::{Arc, Mutex};
 
 /// One sample set: `(name, value)` gauges, sorted by name, names unique.
 pub type Gauges = Vec<(String, f64)>;
+
+/// The interval being flushed, as a [`Recorder`] writes into it (the flush thread implements
+/// it over the interval's tables and the known series).
+pub trait Interval {
+    /// Sets gauge `name` to `value` in this interval.
+    fn set_gauge(&mut self, name: &str, value: f64);
+    /// Adds `value` to counter `name` in this interval.
+    fn add_counter(&mut self, name: &str, value: f64);
+    /// Forgets gauge `name`: it is no longer reported, even where idle gauges are kept.
+    fn forget_gauge(&mut self, name: &str);
+    /// Where the daemon's own figures are named (`aggregate.meta_prefix`).
+    fn meta_prefix(&self) -> &str;
+}
 
 #[derive(Default)]
 struct Slot {
@@ -83,31 +96,29 @@ impl Recorder {
         Recorder { feed, current: Vec::new(), name: String::with_capacity(64) }
     }
 
-    /// Records the latest sample set as gauges and the feed's counters as counters into
-    /// `tables`; series the newest set no longer has are deleted from `flusher`. Called on the
-    /// flush thread just before [`Flusher::flush`].
-    pub fn record(&mut self, tables: &mut Tables, flusher: &mut Flusher) {
+    /// Records the latest sample set as gauges and the feed's counters as counters into the
+    /// interval; gauges the newest set no longer has are forgotten. Called on the flush thread
+    /// just before the interval is summarized.
+    pub fn record(&mut self, into: &mut dyn Interval) {
         let (latest, errors, polls) = {
             let mut s = self.feed.slot.lock().unwrap_or_else(|e| e.into_inner());
             (s.latest.take(), std::mem::take(&mut s.errors), std::mem::take(&mut s.polls))
         };
         if let Some(new) = latest {
-            for_each_gone(&self.current, &new, |name| {
-                flusher.delete(Kind::Gauge, name);
-            });
+            for_each_gone(&self.current, &new, |name| into.forget_gauge(name));
             self.current = new;
         }
         for (name, value) in &self.current {
-            tables.set_gauge(name, *value);
+            into.set_gauge(name, *value);
         }
         for (what, n) in [("errors", errors), ("polls", polls)] {
             self.name.clear();
-            self.name.push_str(&flusher.config().meta_prefix);
+            self.name.push_str(into.meta_prefix());
             self.name.push('.');
             self.name.push_str(self.feed.stats);
             self.name.push('.');
             self.name.push_str(what);
-            tables.add_counter(&self.name, n as f64);
+            into.add_counter(&self.name, n as f64);
         }
     }
 }
@@ -136,9 +147,6 @@ fn for_each_gone(old: &Gauges, new: &Gauges, mut gone: impl FnMut(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::flush::{CounterNames, FlushMeta, Naming};
-    use std::collections::BTreeMap;
 
     fn g(names: &[(&str, f64)]) -> Gauges {
         names.iter().map(|(n, v)| (n.to_string(), *v)).collect()
@@ -153,48 +161,53 @@ mod tests {
         assert_eq!(gone, ["a", "d"]);
     }
 
-    /// The whole path on the flush side: published sets are recorded at every flush (repeated
-    /// while no newer set arrives), the counters are reported, and a series that disappears from
-    /// the set disappears from the output (even with idle gauges kept by default).
+    /// What a recorder writes, by name: `+` set, `-` forgotten.
+    #[derive(Default)]
+    struct Written(Vec<String>);
+
+    impl Interval for Written {
+        fn set_gauge(&mut self, name: &str, value: f64) {
+            self.0.push(format!("g {name}={value}"));
+        }
+        fn add_counter(&mut self, name: &str, value: f64) {
+            self.0.push(format!("c {name}={value}"));
+        }
+        fn forget_gauge(&mut self, name: &str) {
+            self.0.push(format!("forget {name}"));
+        }
+        fn meta_prefix(&self) -> &str {
+            "statsd"
+        }
+    }
+
+    /// Published sets are recorded at every flush (repeated while no newer set arrives), the
+    /// counters are reported and reset, a gauge that leaves the set is forgotten once, and the
+    /// source learns when the recorder is gone.
     #[test]
-    fn recorded_at_every_flush_and_vanished_series_are_deleted() {
-        let config = Config::defaults().aggregate;
-        let naming = Naming::new(&config);
-        let mut flusher = Flusher::new(config.clone());
-        let mut tables = Tables::new(config.limits.clone());
+    fn the_latest_set_is_recorded_at_every_flush() {
         let feed = Feed::new("dockerStats");
         let mut rec = Recorder::new(feed.clone());
-        let mut flush = |rec: &mut Recorder| {
-            rec.record(&mut tables, &mut flusher);
-            let snap = flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
-            let mut out = BTreeMap::new();
-            snap.for_each_flat(
-                &naming,
-                CounterNames { rate: false, count: true },
-                &mut String::new(),
-                &mut |n, v| {
-                    out.insert(n.to_string(), v);
-                },
-            );
-            tables.clear();
-            out
+        let flush = |rec: &mut Recorder| {
+            let mut w = Written::default();
+            rec.record(&mut w);
+            w.0
         };
-        feed.publish(Some(g(&[("web.cpu.percent", 50.0), ("db.pids", 3.0), ("web.cpu.percent", 60.0)])), 1);
-        let f = flush(&mut rec);
-        assert_eq!(f["stats.gauges.web.cpu.percent"], 60.0, "the later duplicate wins");
-        assert_eq!(f["stats.gauges.db.pids"], 3.0);
-        assert_eq!(f["stats_counts.statsd.dockerStats.errors"], 1.0);
-        assert_eq!(f["stats_counts.statsd.dockerStats.polls"], 1.0);
-        let f = flush(&mut rec);
-        assert_eq!(f["stats.gauges.web.cpu.percent"], 60.0, "repeated until a newer set");
-        assert_eq!(f["stats_counts.statsd.dockerStats.errors"], 0.0);
+        feed.publish(Some(g(&[("web.cpu", 50.0), ("db.pids", 3.0), ("web.cpu", 60.0)])), 1);
+        let first =
+            ["g db.pids=3", "g web.cpu=60", "c statsd.dockerStats.errors=1", "c statsd.dockerStats.polls=1"];
+        assert_eq!(flush(&mut rec), first, "sorted, and the later duplicate wins");
+        let again =
+            ["g db.pids=3", "g web.cpu=60", "c statsd.dockerStats.errors=0", "c statsd.dockerStats.polls=0"];
+        assert_eq!(flush(&mut rec), again, "repeated until a newer set");
         feed.publish(None, 2);
         feed.publish(Some(g(&[("db.pids", 4.0)])), 0);
-        let f = flush(&mut rec);
-        assert!(!f.contains_key("stats.gauges.web.cpu.percent"), "{f:?}");
-        assert_eq!(f["stats.gauges.db.pids"], 4.0);
-        assert_eq!(f["stats_counts.statsd.dockerStats.errors"], 2.0);
-        assert_eq!(f["stats_counts.statsd.dockerStats.polls"], 2.0);
+        let after = [
+            "forget web.cpu",
+            "g db.pids=4",
+            "c statsd.dockerStats.errors=2",
+            "c statsd.dockerStats.polls=2",
+        ];
+        assert_eq!(flush(&mut rec), after);
         assert!(!feed.is_closed());
         drop(rec);
         assert!(feed.is_closed());

@@ -69,7 +69,7 @@ impl KafkaNative {
     ) -> std::io::Result<KafkaNative> {
         let key = match &cfg.key {
             RecordKey::Hostname => Some(
-                crate::net::hostname()
+                crate::sys::hostname()
                     .ok_or_else(|| {
                         std::io::Error::other(
                             "cannot read the host name for the Kafka record key: set sinks.kafka.key",

@@ -15,7 +15,7 @@
 use super::queue::{FlushTag, Payload};
 use crate::config::KafkaFormat;
 use crate::flush::{CounterNames, KeyRef, Naming, Snapshot};
-use crate::sink::{write_f64, write_json_str, write_u64};
+use crate::fmt::{write_f64, write_json_str, write_u64};
 
 pub(crate) const REQUEST_HEAD: &[u8] = b"{\"records\":[";
 pub(crate) const REQUEST_TAIL: &[u8] = b"]}";

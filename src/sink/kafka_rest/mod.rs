@@ -47,7 +47,11 @@ impl KafkaRest {
     /// Starts the delivery thread. `counter_rates` and `meta_prefix` come from `[aggregate]`.
     pub fn new(cfg: &KafkaRestConfig, counter_rates: bool, meta_prefix: &str) -> std::io::Result<KafkaRest> {
         let key = match &cfg.key {
-            RecordKey::Hostname => Some(hostname()?),
+            RecordKey::Hostname => Some(crate::sys::hostname().ok_or_else(|| {
+                std::io::Error::other(
+                    "cannot read the host name for the Kafka record key: set sinks.kafka_rest.key",
+                )
+            })?),
             RecordKey::None => None,
             RecordKey::Fixed(k) => Some(k.clone()),
         };
@@ -101,13 +105,6 @@ impl KafkaRest {
             target,
         })
     }
-}
-
-/// This host's name, for the record key.
-fn hostname() -> std::io::Result<String> {
-    crate::net::hostname().ok_or_else(|| {
-        std::io::Error::other("cannot read the host name for the Kafka record key: set sinks.kafka_rest.key")
-    })
 }
 
 /// The encoder's side of the queue.

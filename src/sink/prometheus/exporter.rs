@@ -27,7 +27,7 @@
 use super::text::{
     label_number, push_help, push_label_name, push_label_value, push_name, push_sample, push_snake,
 };
-use crate::flush::summarize::Bound;
+use crate::flush::summarize::BinEdge;
 use crate::flush::{KeyRef, Snapshot};
 use crate::parse::BadLine;
 use std::collections::{BTreeMap, HashMap};
@@ -518,18 +518,18 @@ impl Exporter {
                 };
                 let Some(s) = self.lookup(Kind::Histogram, fresh) else { return };
                 let Value::Histogram { count, sum: total, bounds, le, bins } = &mut s.value else { return };
-                let finite = rule.bins.iter().take_while(|b| matches!(b, Bound::Finite(_))).count();
+                let finite = rule.bins.iter().take_while(|b| matches!(b, BinEdge::Finite(_))).count();
                 let same = bounds.len() == finite
                     && bounds
                         .iter()
                         .zip(&rule.bins)
-                        .all(|(a, b)| matches!(b, Bound::Finite(x) if *a == x / 1000.0));
+                        .all(|(a, b)| matches!(b, BinEdge::Finite(x) if *a == x / 1000.0));
                 if !same {
                     // New bins (a reload): the buckets start again.
                     bounds.clear();
                     bounds.extend(rule.bins[..finite].iter().map(|b| match b {
-                        Bound::Finite(x) => x / 1000.0,
-                        Bound::Inf => f64::INFINITY,
+                        BinEdge::Finite(x) => x / 1000.0,
+                        BinEdge::Inf => f64::INFINITY,
                     }));
                     le.clear();
                     le.extend(bounds.iter().map(|b| format!("le=\"{}\"", label_number(*b))));

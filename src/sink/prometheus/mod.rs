@@ -16,7 +16,7 @@ pub mod exporter;
 pub mod text;
 
 use super::{FlushReport, Sink, SinkError};
-use crate::admin::http::HttpServer;
+use crate::admin::http::{HttpServer, MetricsPage};
 use crate::admin::Health;
 use crate::flush::{Naming, Snapshot};
 use exporter::Exporter;
@@ -40,6 +40,12 @@ impl Exposition {
     /// Publishes `page`, leaving the page it replaces in its place.
     fn swap(&self, page: &mut Arc<Vec<u8>>) {
         std::mem::swap(&mut *self.page.lock().unwrap_or_else(|e| e.into_inner()), page);
+    }
+}
+
+impl MetricsPage for Exposition {
+    fn current(&self) -> Arc<Vec<u8>> {
+        Exposition::current(self)
     }
 }
 
@@ -68,7 +74,8 @@ impl Prometheus {
     /// The sink with its HTTP server on `listen` (`/metrics`, and `/healthz` from `health`).
     pub fn serve(listen: SocketAddr, meta_prefix: &str, health: Health) -> std::io::Result<Prometheus> {
         let exposition = Arc::new(Exposition::default());
-        let server = HttpServer::start(listen, Arc::clone(&exposition), health)?;
+        let page: Arc<dyn MetricsPage> = exposition.clone();
+        let server = HttpServer::start(listen, page, health)?;
         log::info!("http listening on {} (/metrics, /healthz)", server.local_addr());
         let mut p = Prometheus::new(meta_prefix, exposition);
         p.server = Some(server);

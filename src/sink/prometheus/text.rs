@@ -3,7 +3,7 @@
 //! float syntax Prometheus parses (`NaN`, `+Inf`, shortest round-trip decimals). Pure functions
 //! over reused buffers, called on the flush thread while a flush is rendered.
 
-use crate::sink::write_f64;
+use crate::fmt::write_f64;
 
 /// Appends `raw` as a metric name: every byte outside `[A-Za-z0-9_]` becomes `_` (a multi-byte
 /// UTF-8 character gives one `_` per byte), and a name that starts with a digit gets a leading

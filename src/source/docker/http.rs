@@ -18,21 +18,21 @@ pub const MAX_RESPONSE: usize = 64 << 20;
 
 /// Where the Engine listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum EngineAddr {
     /// `unix:///var/run/docker.sock`
     Unix(PathBuf),
     /// `http://host:port` or `tcp://host:port`: the `host:port` part.
     Tcp(String),
 }
 
-impl Endpoint {
+impl EngineAddr {
     /// `unix:///path`, `http://host[:port]` (port 2375 by default) or `tcp://host[:port]`.
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
+    pub fn parse(url: &str) -> Result<EngineAddr, String> {
         if let Some(path) = url.strip_prefix("unix://") {
             if path.is_empty() || !path.starts_with('/') {
                 return Err(format!("`{url}`: expected unix:///absolute/path"));
             }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
+            return Ok(EngineAddr::Unix(PathBuf::from(path)));
         }
         let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("tcp://"));
         let Some(rest) = rest else {
@@ -46,15 +46,15 @@ impl Endpoint {
             Some((_, p)) => !p.ends_with(']') && p.parse::<u16>().is_ok(),
             None => false,
         };
-        Ok(Endpoint::Tcp(if has_port { authority.to_string() } else { format!("{authority}:2375") }))
+        Ok(EngineAddr::Tcp(if has_port { authority.to_string() } else { format!("{authority}:2375") }))
     }
 }
 
-impl std::fmt::Display for Endpoint {
+impl std::fmt::Display for EngineAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "http://{a}"),
+            EngineAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+            EngineAddr::Tcp(a) => write!(f, "http://{a}"),
         }
     }
 }
@@ -67,18 +67,18 @@ pub struct Response {
 }
 
 /// `GET path` on `endpoint`, all of it (connect, send, read) within `timeout`.
-pub fn get(endpoint: &Endpoint, path: &str, timeout: Duration) -> Result<Response, String> {
+pub fn get(endpoint: &EngineAddr, path: &str, timeout: Duration) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: kstatsd\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
     let raw = match endpoint {
-        Endpoint::Unix(p) => {
+        EngineAddr::Unix(p) => {
             let s = UnixStream::connect(p).map_err(|e| format!("connect {}: {e}", p.display()))?;
             s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
             exchange(s, request.as_bytes(), deadline, |s, t| s.set_read_timeout(Some(t)))
         }
-        Endpoint::Tcp(a) => {
+        EngineAddr::Tcp(a) => {
             let addr = a
                 .to_socket_addrs()
                 .map_err(|e| format!("resolve {a}: {e}"))?
@@ -209,17 +209,20 @@ mod tests {
     #[test]
     fn endpoints() {
         assert_eq!(
-            Endpoint::parse("unix:///var/run/docker.sock").unwrap(),
-            Endpoint::Unix("/var/run/docker.sock".into())
+            EngineAddr::parse("unix:///var/run/docker.sock").unwrap(),
+            EngineAddr::Unix("/var/run/docker.sock".into())
         );
-        assert_eq!(Endpoint::parse("http://10.0.0.1:2376").unwrap(), Endpoint::Tcp("10.0.0.1:2376".into()));
-        assert_eq!(Endpoint::parse("tcp://docker/").unwrap(), Endpoint::Tcp("docker:2375".into()));
-        assert_eq!(Endpoint::parse("http://[::1]:2375").unwrap(), Endpoint::Tcp("[::1]:2375".into()));
-        assert_eq!(Endpoint::parse("http://[::1]").unwrap(), Endpoint::Tcp("[::1]:2375".into()));
+        assert_eq!(
+            EngineAddr::parse("http://10.0.0.1:2376").unwrap(),
+            EngineAddr::Tcp("10.0.0.1:2376".into())
+        );
+        assert_eq!(EngineAddr::parse("tcp://docker/").unwrap(), EngineAddr::Tcp("docker:2375".into()));
+        assert_eq!(EngineAddr::parse("http://[::1]:2375").unwrap(), EngineAddr::Tcp("[::1]:2375".into()));
+        assert_eq!(EngineAddr::parse("http://[::1]").unwrap(), EngineAddr::Tcp("[::1]:2375".into()));
         for bad in
             ["", "unix://", "unix://rel/path", "https://h:1", "http://h/x", "http://u:p@h:1", "ftp://h"]
         {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+            assert!(EngineAddr::parse(bad).is_err(), "{bad}");
         }
     }
 
@@ -264,10 +267,10 @@ mod tests {
             assert!(buf[..n].starts_with(b"GET /containers/json HTTP/1.1\r\n"));
             c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]").unwrap();
         });
-        let ep = Endpoint::parse(&format!("http://{addr}")).unwrap();
+        let ep = EngineAddr::parse(&format!("http://{addr}")).unwrap();
         assert_eq!(get(&ep, "/containers/json", Duration::from_secs(5)).unwrap().body, b"[]");
         t.join().unwrap();
-        let closed = Endpoint::Tcp(addr.to_string());
+        let closed = EngineAddr::Tcp(addr.to_string());
         assert!(get(&closed, "/x", Duration::from_secs(1)).unwrap_err().contains("connect"));
     }
 
@@ -291,7 +294,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(600));
             drop(c);
         });
-        let ep = Endpoint::Unix(path.clone());
+        let ep = EngineAddr::Unix(path.clone());
         let r = get(&ep, "/v1.41/version", Duration::from_secs(5)).unwrap();
         assert_eq!(r, Response { status: 200, body: b"{}".to_vec() });
         let started = Instant::now();

@@ -1,6 +1,8 @@
-//! Batched UDP receive with `recvmmsg(2)`, the one other socket option socket2 lacks
-//! (`SO_RCVBUFFORCE`), and raising the open files limit. This is the only file in kstatsd with
-//! `unsafe`; it runs on the ingest thread (and at start-up for the socket option and the limit).
+//! What kstatsd asks of the operating system directly: the host's name, thread pinning, the open
+//! files limit, and the two socket calls that socket2 lacks, batched UDP receive with
+//! `recvmmsg(2)` and `SO_RCVBUFFORCE`. This is the only file in kstatsd with `unsafe` (the crate
+//! denies it everywhere else). The receive batch runs on the ingest thread; the rest at start-up,
+//! on the main thread, and pinning on the thread being pinned.
 //!
 //! A [`Batch`] owns `n` receive buffers of `size` bytes in one contiguous allocation, plus the
 //! `iovec` and `mmsghdr` arrays that point into it, all built once. One `recv` call asks the
@@ -138,6 +140,36 @@ pub fn set_rcvbufforce(socket: &impl AsRawFd, size: usize) -> io::Result<()> {
     }
 }
 
+/// The core for the flush thread: the configured one, or, when only the ingest thread is pinned,
+/// another core than the ingest one, so that summarizing and writing a large flush never competes
+/// with ingest for its core (perf/run: at 100 k keys and one line per datagram, an unpinned flush
+/// thread that landed on the ingest core cost 11 % of the datagrams; pinned apart, none).
+pub fn flush_core(configured: Option<usize>, ingest: Option<usize>) -> Option<usize> {
+    configured.or_else(|| {
+        let ingest = ingest?;
+        core_affinity::get_core_ids()?.into_iter().map(|c| c.id).find(|&id| id != ingest)
+    })
+}
+
+/// This host's name, from `/proc/sys/kernel/hostname` (or `$HOSTNAME`); `None` when neither is
+/// there. The same name `gethostname(2)` returns, read without a libc call.
+pub fn hostname() -> Option<String> {
+    let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    let name = from_proc.or_else(|| std::env::var("HOSTNAME").ok()).map(|h| h.trim().to_string());
+    name.filter(|h| !h.is_empty())
+}
+
+/// Pins the calling thread to `core`, logging (not failing) when that is impossible.
+pub fn pin_current_thread(core: usize, what: &str) {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    match ids.into_iter().find(|c| c.id == core) {
+        Some(id) if core_affinity::set_for_current(id) => {
+            log::info!("{what} thread pinned to core {core}")
+        }
+        _ => log::warn!("{what} thread: cannot pin to core {core}; running unpinned"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +195,16 @@ mod tests {
         assert_eq!(got[0], (b"a:1|c".to_vec(), false));
         assert_eq!(got[1], (b"b:2|c".to_vec(), false));
         assert_eq!(got[2], (b"this datagram is".to_vec(), true));
+    }
+
+    #[test]
+    fn the_flush_thread_avoids_the_ingest_core() {
+        assert_eq!(flush_core(Some(3), Some(0)), Some(3), "a configured core wins");
+        assert_eq!(flush_core(None, None), None, "nothing pinned, nothing chosen");
+        let cores = core_affinity::get_core_ids().unwrap_or_default().len();
+        if cores >= 2 {
+            let chosen = flush_core(None, Some(0)).expect("another core exists");
+            assert_ne!(chosen, 0);
+        }
     }
 }

@@ -28,8 +28,8 @@
 
 use crate::aggregate::IngestStats;
 use crate::flush::Flusher;
+use crate::fmt::{write_f64, write_json_str};
 use crate::parse::{BadLine, Kind};
-use crate::sink::{write_f64, write_json_str};
 use std::io::{self, Write};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;

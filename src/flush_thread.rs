@@ -1,22 +1,30 @@
-//! The flush thread (optionally pinned to a core): receives each full table from the ingest
-//! thread, summarizes it into a snapshot, hands the snapshot to every sink, clears the table and
-//! sends it back as the ingest thread's next spare. It is the only thread that waits on sinks, so
-//! a slow sink makes the interval longer (counted as an overrun on the ingest side) but never
-//! blocks ingest.
+//! The flush thread (`kstatsd-flush`, optionally pinned to a core): receives each full table
+//! from the ingest thread, summarizes it into a snapshot, hands the snapshot to every sink, clears
+//! the table and sends it back as the ingest thread's next spare. It is the only thread that
+//! waits on sinks, so a slow sink makes the interval longer (counted as an overrun on the ingest
+//! side) but never blocks ingest.
 //!
 //! It owns the state that outlives an interval ([`Flusher`]), so it also answers the management
-//! port's questions about it (listings, deletes, `stats`; see [`crate::net::admin`]) between
-//! flushes, takes a reloaded configuration (new sinks, prefixes, percentiles, failure hook), and
-//! runs the failure hook when a sink fails ([`super::hook`]). All of these arrive on the one
-//! channel the flushes come on, so the thread waits on a single `recv`.
+//! port's questions about it (listings, deletes, `stats`; see [`crate::admin::management`])
+//! between flushes, records the sources' latest samples into every interval (through
+//! [`source::Interval`]), takes a reloaded configuration (new sinks, prefixes, percentiles,
+//! failure hook), and runs the failure hook when a sink fails ([`crate::flush::hook`]). All of
+//! these arrive on the one channel the flushes come on, so the thread waits on a single `recv`.
+//!
+//! This module is the composition of [`crate::flush`], [`crate::sink`], [`crate::source`] and
+//! [`crate::admin`], which is why it sits above them, next to the ingest thread's
+//! [`crate::server`]: the sinks read flush's snapshot and the management answers read its known
+//! series, so a flush thread inside `flush` would make both import each other.
 
-use super::hook::Hooks;
-use super::{FlushMeta, Flusher, Naming};
+use crate::admin::management::{self, FlushFigures, Query};
 use crate::aggregate::{IngestStats, Tables};
 use crate::config::{AggregateConfig, FailureHook};
-use crate::net::admin::{self, FlushFigures, Query};
+use crate::flush::hook::Hooks;
+use crate::flush::{FlushMeta, Flusher, Naming};
 use crate::net::drops::KernelDrops;
+use crate::parse::Kind;
 use crate::sink::Sink;
+use crate::source::{self, Feed, Recorder};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -43,16 +51,16 @@ pub struct Reload {
 /// What the flush thread receives.
 pub enum FlushMsg {
     Job(FlushJob),
-    Admin(Box<admin::Request>),
+    Admin(Box<management::Request>),
     Reload(Box<Reload>),
     /// A source's feed (the Docker poller): its latest samples are recorded at every flush.
-    Source(crate::source::Feed),
+    Source(Feed),
 }
 
 /// Capacity of the flush thread's channel: one flush, one question per admin client, a reload,
 /// and slack. The ingest thread only sends a flush after the spare came back (the thread is idle
 /// then) and every admin client has at most one question outstanding, so a send never waits.
-pub const QUEUE: usize = admin::MAX_CLIENTS + 4;
+pub const QUEUE: usize = management::MAX_CLIENTS + 4;
 
 /// Figures the flush thread keeps per sink, reported in the next flush as
 /// `stats.statsd.<sink>Stats.*`.
@@ -91,7 +99,7 @@ pub fn spawn(
     spare_tx.send(spare).expect("fresh channel");
     let thread = std::thread::Builder::new().name("kstatsd-flush".into()).spawn(move || {
         if let Some(core) = pin_core {
-            crate::net::pin_current_thread(core, "flush");
+            crate::sys::pin_current_thread(core, "flush");
         }
         let mut state = State {
             naming: Naming::new(&config),
@@ -118,11 +126,36 @@ pub fn spawn(
                 }
                 FlushMsg::Admin(req) => state.answer(*req),
                 FlushMsg::Reload(r) => state.reload(*r),
-                FlushMsg::Source(feed) => state.sources.push(crate::source::Recorder::new(feed)),
+                FlushMsg::Source(feed) => state.sources.push(Recorder::new(feed)),
             }
         }
     })?;
     Ok(FlushHandle { jobs: job_tx, spares: spare_rx, thread })
+}
+
+/// The interval being flushed, as a source's recorder writes into it: gauges and counters go
+/// into its tables, a forgotten gauge leaves the known series.
+struct Recording<'a> {
+    tables: &'a mut Tables,
+    flusher: &'a mut Flusher,
+}
+
+impl source::Interval for Recording<'_> {
+    fn set_gauge(&mut self, name: &str, value: f64) {
+        self.tables.set_gauge(name, value);
+    }
+
+    fn add_counter(&mut self, name: &str, value: f64) {
+        self.tables.add_counter(name, value);
+    }
+
+    fn forget_gauge(&mut self, name: &str) {
+        self.flusher.delete(Kind::Gauge, name);
+    }
+
+    fn meta_prefix(&self) -> &str {
+        &self.flusher.config().meta_prefix
+    }
 }
 
 struct State {
@@ -138,7 +171,7 @@ struct State {
     overruns: u64,
     shutdown_timeout: Duration,
     /// Sources whose latest samples enter every flush as gauges (see [`crate::source`]).
-    sources: Vec<crate::source::Recorder>,
+    sources: Vec<Recorder>,
 }
 
 impl State {
@@ -157,7 +190,7 @@ impl State {
             }
         }
         for source in &mut self.sources {
-            source.record(&mut tables, &mut self.flusher);
+            source.record(&mut Recording { tables: &mut tables, flusher: &mut self.flusher });
         }
         let snapshot = self.flusher.flush(&mut tables, &meta);
         snapshot.statsd.push(("processing_time".into(), started.elapsed().as_secs_f64() * 1e3));
@@ -231,10 +264,10 @@ impl State {
     }
 
     /// Answers an admin question from the known series and the figures kept here.
-    fn answer(&mut self, req: admin::Request) {
+    fn answer(&mut self, req: management::Request) {
         let text = match &req.query {
-            Query::List(kind) => admin::answer_list(&self.flusher, *kind),
-            Query::Delete { kind, patterns } => admin::answer_delete(&mut self.flusher, *kind, patterns),
+            Query::List(kind) => management::answer_list(&self.flusher, *kind),
+            Query::Delete { kind, patterns } => management::answer_delete(&mut self.flusher, *kind, patterns),
             Query::Stats { json, live } => {
                 let sinks = self.sink_figures();
                 let now_unix =
@@ -247,7 +280,7 @@ impl State {
                     sinks: &sinks,
                     now_unix,
                 };
-                admin::answer_stats(live, &figures, *json)
+                management::answer_stats(live, &figures, *json)
             }
         };
         req.answer(text);
@@ -307,5 +340,62 @@ impl State {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::flush::CounterNames;
+    use std::collections::BTreeMap;
+
+    fn g(names: &[(&str, f64)]) -> source::Gauges {
+        names.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+    }
+
+    /// A source's whole path on the flush side: published sets are recorded at every flush
+    /// (repeated while no newer set arrives), the counters are reported, and a series that
+    /// disappears from the set disappears from the output (even with idle gauges kept, the
+    /// default).
+    #[test]
+    fn source_gauges_are_flushed_and_vanished_series_are_deleted() {
+        let config = Config::defaults().aggregate;
+        let naming = Naming::new(&config);
+        let mut flusher = Flusher::new(config.clone());
+        let mut tables = Tables::new(config.limits.clone());
+        let feed = Feed::new("dockerStats");
+        let mut rec = Recorder::new(feed.clone());
+        let mut flush = |rec: &mut Recorder| {
+            rec.record(&mut Recording { tables: &mut tables, flusher: &mut flusher });
+            let snap = flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
+            let mut out = BTreeMap::new();
+            snap.for_each_flat(
+                &naming,
+                CounterNames { rate: false, count: true },
+                &mut String::new(),
+                &mut |n, v| {
+                    out.insert(n.to_string(), v);
+                },
+            );
+            tables.clear();
+            out
+        };
+        feed.publish(Some(g(&[("web.cpu.percent", 50.0), ("db.pids", 3.0), ("web.cpu.percent", 60.0)])), 1);
+        let f = flush(&mut rec);
+        assert_eq!(f["stats.gauges.web.cpu.percent"], 60.0, "the later duplicate wins");
+        assert_eq!(f["stats.gauges.db.pids"], 3.0);
+        assert_eq!(f["stats_counts.statsd.dockerStats.errors"], 1.0);
+        assert_eq!(f["stats_counts.statsd.dockerStats.polls"], 1.0);
+        let f = flush(&mut rec);
+        assert_eq!(f["stats.gauges.web.cpu.percent"], 60.0, "repeated until a newer set");
+        assert_eq!(f["stats_counts.statsd.dockerStats.errors"], 0.0);
+        feed.publish(None, 2);
+        feed.publish(Some(g(&[("db.pids", 4.0)])), 0);
+        let f = flush(&mut rec);
+        assert!(!f.contains_key("stats.gauges.web.cpu.percent"), "{f:?}");
+        assert_eq!(f["stats.gauges.db.pids"], 4.0);
+        assert_eq!(f["stats_counts.statsd.dockerStats.errors"], 2.0);
+        assert_eq!(f["stats_counts.statsd.dockerStats.polls"], 2.0);
     }
 }
