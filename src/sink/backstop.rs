@@ -5,7 +5,7 @@
 //! carbon as plaintext lines.
 //!
 //! An "encode + deliver" on the delivery engine ([`super::outbox`]): on the flush thread
-//! [`Sink::flush`] validates and serializes the points into reused buffers ([`encode`], one body
+//! `flush` validates and serializes the points into reused buffers ([`encode`], one body
 //! per `max_request_bytes`) and queues them; the sink's worker thread (`kstatsd-backstop`) POSTs
 //! them ([`deliver`]) and the engine retries, bounds, counts (`backstopStats.*`) and logs.
 //!
@@ -17,12 +17,9 @@ mod deliver;
 mod encode;
 
 use super::http::url::HttpUrl;
-use super::outbox::{Backoff, Batch, Limits, Names, Outbox, Spelling, Whole};
-use super::{FlushReport, Sink, SinkError};
+use super::outbox::{Backoff, Limits, Names, Outbox, Queued, Spelling, Whole};
 use crate::config::BackstopConfig;
-use crate::flush::{Naming, Snapshot};
 use std::fmt;
-use std::time::Instant;
 
 /// A Backstop publish URL with its credentials split off (the sinks' one URL grammar,
 /// [`HttpUrl`], plus Backstop's own rule: the path ends in `/publish/{name}`).
@@ -85,10 +82,8 @@ impl fmt::Debug for PublishUrl {
     }
 }
 
-pub struct Backstop {
-    outbox: Outbox<Batch>,
-    encoder: encode::Encoder,
-}
+/// The Backstop sink: its encoder on the delivery engine.
+pub type Backstop = Queued<encode::Encoder>;
 
 impl Backstop {
     /// Starts the worker thread.
@@ -98,43 +93,12 @@ impl Backstop {
             backoff: Backoff::new(config.retry_backoff, config.retry_backoff_max),
         };
         let agent = super::http::agent(config.timeout, super::http::tls::tls_config(config.ca_file.as_ref()));
-        let post = deliver::Post {
-            agent,
-            url: config.url.without_credentials(),
-            authorization: config.url.authorization(),
-        };
+        let url = config.url.without_credentials();
         log::info!("backstop: publishing to {}", config.url);
-        let names =
-            Names { name: "backstop", peer: format!("POST {}", post.url), spelling: Spelling::POINTS };
-        Ok(Backstop {
-            outbox: Outbox::start(names, limits, Whole(post))?,
-            encoder: encode::Encoder::new(config.max_request_bytes, config.url.source()),
-        })
-    }
-
-    pub fn figures(&self) -> &super::outbox::Figures {
-        self.outbox.figures()
-    }
-}
-
-impl Sink for Backstop {
-    fn name(&self) -> &'static str {
-        "backstop"
-    }
-
-    fn flush(&mut self, snapshot: &Snapshot, naming: &Naming) -> Result<FlushReport, SinkError> {
-        self.outbox.check()?;
-        let started = Instant::now();
-        let bytes = self.encoder.encode(snapshot, naming, &self.outbox, started);
-        Ok(FlushReport { bytes, calculation_ms: started.elapsed().as_secs_f64() * 1e3 })
-    }
-
-    fn meta(&self, write: &mut dyn FnMut(&'static str, f64)) {
-        self.outbox.meta(write);
-    }
-
-    fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
-        self.outbox.shutdown(deadline)
+        let names = Names { name: "backstop", peer: format!("POST {url}"), spelling: Spelling::POINTS };
+        let post = deliver::Post { agent, url, authorization: config.url.authorization() };
+        let encoder = encode::Encoder::new(config.max_request_bytes, config.url.source());
+        Ok(Queued::with(encoder, Outbox::start(names, limits, Whole(post))?))
     }
 }
 

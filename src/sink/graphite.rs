@@ -4,7 +4,7 @@
 //! rate and count).
 //!
 //! An "encode + deliver" on the delivery engine ([`super::outbox`]): on the flush thread,
-//! [`Sink::flush`] serializes the snapshot ([`encode`]) into a batch reused from flush to flush
+//! `flush` serializes the snapshot ([`encode`]) into a batch reused from flush to flush
 //! and queues it; the sink's worker thread (`kstatsd-graphite`) writes it to carbon
 //! ([`deliver`]) and the engine retries, bounds, counts (`graphiteStats.*`) and logs.
 
@@ -13,24 +13,13 @@ pub(crate) mod encode;
 
 pub use encode::MAX_LINE;
 
-use super::outbox::{Backoff, Batch, Dropped, FlushTag, Limits, Names, Outbox, Spelling, Whole};
-use super::pickle::{FrameWriter, MAX_FRAME};
-use super::{FlushReport, Sink, SinkError};
+use super::outbox::{Backoff, Limits, Names, Outbox, Queued, Spelling, Whole};
 use crate::config::{GraphiteConfig, GraphiteProtocol};
-use crate::flush::{Naming, Snapshot};
 use deliver::Carbon;
-use encode::{render_pickle, render_plaintext, Tally};
 use std::io;
-use std::time::Instant;
 
-pub struct Graphite {
-    outbox: Outbox<Batch>,
-    protocol: GraphiteProtocol,
-    frames: FrameWriter,
-    name: String,
-    /// Flushes queued so far.
-    seq: u64,
-}
+/// The Graphite sink: its encoder on the delivery engine.
+pub type Graphite = Queued<encode::Encoder>;
 
 impl Graphite {
     /// Starts the worker thread; it connects on the first flush.
@@ -48,65 +37,8 @@ impl Graphite {
             },
             carbon.address
         );
-        let names = Names {
-            name: "graphite",
-            peer: format!("carbon at {}", carbon.address),
-            spelling: Spelling::POINTS,
-        };
-        Ok(Graphite {
-            outbox: Outbox::start(names, limits, Whole(carbon))?,
-            protocol: config.protocol,
-            frames: FrameWriter::new(MAX_FRAME),
-            name: String::with_capacity(256),
-            seq: 0,
-        })
-    }
-
-    /// The delivery figures (also what `meta` reports).
-    pub fn figures(&self) -> &super::outbox::Figures {
-        self.outbox.figures()
-    }
-}
-
-impl Sink for Graphite {
-    fn name(&self) -> &'static str {
-        "graphite"
-    }
-
-    fn flush(&mut self, snapshot: &Snapshot, naming: &Naming) -> Result<FlushReport, SinkError> {
-        self.outbox.check()?;
-        let started = Instant::now();
-        self.seq += 1;
-        let mut batch = Batch::fresh(&self.outbox, FlushTag { seq: self.seq, last: true, enqueued: started });
-        let buf = &mut batch.bytes;
-        let mut tally = Tally::default();
-        match self.protocol {
-            GraphiteProtocol::Plaintext => {
-                render_plaintext(snapshot, naming, &mut self.name, buf, &mut tally)
-            }
-            GraphiteProtocol::Pickle => {
-                render_pickle(snapshot, naming, &mut self.name, &mut self.frames, buf, &mut tally)
-            }
-        }
-        let f = self.outbox.figures();
-        f.count_drop(Dropped::TooLong, tally.too_long);
-        f.count_drop(Dropped::BadValue, tally.bad_value);
-        f.count_drop(Dropped::BadName, tally.bad_name);
-        let bytes = buf.len() as u64;
-        batch.points = tally.points;
-        if batch.points == 0 {
-            self.outbox.recycle(batch);
-        } else {
-            self.outbox.push(batch);
-        }
-        Ok(FlushReport { bytes, calculation_ms: started.elapsed().as_secs_f64() * 1e3 })
-    }
-
-    fn meta(&self, write: &mut dyn FnMut(&'static str, f64)) {
-        self.outbox.meta(write);
-    }
-
-    fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
-        self.outbox.shutdown(deadline)
+        let peer = format!("carbon at {}", carbon.address);
+        let names = Names { name: "graphite", peer, spelling: Spelling::POINTS };
+        Ok(Queued::with(encode::Encoder::new(config.protocol), Outbox::start(names, limits, Whole(carbon))?))
     }
 }

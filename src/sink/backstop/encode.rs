@@ -9,7 +9,7 @@
 
 use crate::flush::{CounterNames, Naming, Snapshot};
 use crate::sink::graphite::encode::breaks_line;
-use crate::sink::outbox::{Batch, Dropped, FlushTag, Outbox};
+use crate::sink::outbox::{Batch, Dropped, Encode, FlushTag, Outbox};
 use crate::sink::{write_f64, write_json_str, write_u64};
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ const MAX_LINE: usize = crate::sink::graphite::MAX_LINE;
 /// Room for ` value time\n` in that line: a shortest-form f64 is at most 24 bytes.
 const LINE_TAIL: usize = 1 + 24 + 1 + 20 + 1;
 
-pub(super) struct Encoder {
+pub struct Encoder {
     max_body: usize,
     /// Longest metric name Backstop can forward (16,384 minus `{source}.` and the tail).
     max_name: usize,
@@ -50,15 +50,13 @@ impl Encoder {
             seq: 0,
         }
     }
+}
+
+impl Encode for Encoder {
+    type Item = Batch;
 
     /// Queues the bodies of one flush in `outbox`; returns their bytes.
-    pub fn encode(
-        &mut self,
-        snapshot: &Snapshot,
-        naming: &Naming,
-        outbox: &Outbox<Batch>,
-        now: Instant,
-    ) -> u64 {
+    fn encode(&mut self, snapshot: &Snapshot, naming: &Naming, outbox: &Outbox<Batch>, now: Instant) -> u64 {
         let clock = snapshot.clock;
         self.seq += 1;
         let tag = FlushTag { seq: self.seq, last: false, enqueued: now };

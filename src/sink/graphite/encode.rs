@@ -8,9 +8,12 @@
 //! (possible only with `sanitize_keys = false`; it would break the line), and non-finite values
 //! (carbon ignores NaN). Pickle frames stay under carbon's 1 MiB limit.
 
+use crate::config::GraphiteProtocol;
 use crate::flush::{CounterNames, Naming, Snapshot};
-use crate::sink::pickle::FrameWriter;
+use crate::sink::outbox::{Batch, Dropped, Encode, FlushTag, Outbox};
+use crate::sink::pickle::{FrameWriter, MAX_FRAME};
 use crate::sink::{write_f64, write_u64};
+use std::time::Instant;
 
 /// Longest plaintext line carbon takes (Twisted's `LineOnlyReceiver.MAX_LENGTH`); we count the
 /// newline too, to stay clear of the edge.
@@ -92,13 +95,58 @@ pub(super) fn render_pickle(
     frames.finish(out);
 }
 
+pub struct Encoder {
+    protocol: GraphiteProtocol,
+    frames: FrameWriter,
+    name: String,
+    /// Flushes encoded so far.
+    seq: u64,
+}
+
+impl Encoder {
+    pub fn new(protocol: GraphiteProtocol) -> Encoder {
+        Encoder { protocol, frames: FrameWriter::new(MAX_FRAME), name: String::with_capacity(256), seq: 0 }
+    }
+}
+
+impl Encode for Encoder {
+    type Item = Batch;
+
+    /// One batch per flush.
+    fn encode(&mut self, snapshot: &Snapshot, naming: &Naming, outbox: &Outbox<Batch>, now: Instant) -> u64 {
+        self.seq += 1;
+        let mut batch = Batch::fresh(outbox, FlushTag { seq: self.seq, last: true, enqueued: now });
+        let buf = &mut batch.bytes;
+        let mut tally = Tally::default();
+        match self.protocol {
+            GraphiteProtocol::Plaintext => {
+                render_plaintext(snapshot, naming, &mut self.name, buf, &mut tally)
+            }
+            GraphiteProtocol::Pickle => {
+                render_pickle(snapshot, naming, &mut self.name, &mut self.frames, buf, &mut tally)
+            }
+        }
+        let f = outbox.figures();
+        f.count_drop(Dropped::TooLong, tally.too_long);
+        f.count_drop(Dropped::BadValue, tally.bad_value);
+        f.count_drop(Dropped::BadName, tally.bad_name);
+        let bytes = buf.len() as u64;
+        batch.points = tally.points;
+        if batch.points == 0 {
+            outbox.recycle(batch);
+        } else {
+            outbox.push(batch);
+        }
+        bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aggregate::{ingest_datagram, Tables};
     use crate::config::{parse_file, Config, Overrides};
     use crate::flush::{FlushMeta, Flusher};
-    use crate::sink::pickle::MAX_FRAME;
 
     const TRAFFIC: &str = "api.hits:3|c\napi.hits:2|c|@0.5\napi.lat:10|ms\napi.lat:20|ms\napi.lat:30|ms\n\
                            q.depth:7|g\nq.depth:+3|g\nusers:a|s\nusers:b|s\nusers:a|s\n\

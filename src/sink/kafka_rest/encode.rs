@@ -24,7 +24,7 @@ const FLAT_HEAD: &[u8] = b"{\"gauges\":{";
 
 /// Part of one flush, small enough for one request: record values back to back in `data`,
 /// `records` the (offset, length) of each one still to deliver, in order.
-pub(crate) struct Payload {
+pub struct Payload {
     pub data: Vec<u8>,
     pub records: Vec<(u32, u32)>,
     pub flush: FlushTag,

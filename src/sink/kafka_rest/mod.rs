@@ -3,14 +3,14 @@
 //! one `tagged` record per series.
 //!
 //! An "encode + deliver" on the delivery engine ([`crate::sink::outbox`]). On the flush thread,
-//! [`KafkaRest::flush`] only serializes ([`encode`]: reused buffers, no allocation per series)
+//! `flush` only serializes ([`encode`]: reused buffers, no allocation per series)
 //! and pushes request-sized payloads into the engine's queue, bounded in bytes (when full the
 //! oldest payload is dropped and counted). The sink's worker thread (`kstatsd-kafka`) does all
 //! the network I/O ([`deliver`]): keep-alive HTTP with ureq, per-record results read with
 //! simd-json, retries of the failed records only, with the engine's jittered backoff. A dead or
 //! slow proxy therefore never delays a flush, another sink or ingest.
 //!
-//! Figures (`stats.statsd.kafkaStats.*` via [`Sink::meta`]): `last_flush`, `last_exception`,
+//! Figures (`stats.statsd.kafkaStats.*` via `Sink::meta`): `last_flush`, `last_exception`,
 //! `flush_time`, `flush_length` as the delivery thread saw them, `records_sent`,
 //! `records_retried`, `records_resent_after_timeout` (possible duplicates: records sent again
 //! after an attempt that got no answer), `records_dropped` and `records_dropped.<reason>`,
@@ -22,18 +22,18 @@ mod url;
 
 pub use url::{ProxyUrl, UrlCredentials};
 
-use super::outbox::{Backoff, Dropped, FlushTag, Limits, Names, Outbox, Spelling};
-use super::{FlushReport, Sink, SinkError};
+use super::outbox::{Backoff, Dropped, Encode, FlushTag, Limits, Names, Outbox, Queued, Spelling};
 use crate::config::{KafkaContentType, KafkaRestConfig, RecordKey};
 use crate::flush::{Naming, Snapshot};
 use deliver::{Rest, RestConfig};
 use encode::{Encoder, Framing, Payload, PayloadOut};
 use std::time::Instant;
 
-pub struct KafkaRest {
-    encoder: Encoder,
-    outbox: Outbox<Payload>,
-}
+/// The REST Proxy sink: its encoder on the delivery engine.
+pub type KafkaRest = Queued<Records>;
+
+/// The REST Proxy sink's encoder ([`encode`]) as the engine sees it.
+pub struct Records(Encoder);
 
 impl KafkaRest {
     /// Starts the delivery thread. `counter_rates` and `meta_prefix` come from `[aggregate]`.
@@ -78,17 +78,15 @@ impl KafkaRest {
                 None => "none".into(),
             }
         );
-        Ok(KafkaRest {
-            encoder: Encoder::new(
-                cfg.format,
-                counter_rates,
-                meta_prefix.to_string(),
-                cfg.max_record_bytes,
-                cfg.max_request_bytes,
-                framing,
-            ),
-            outbox,
-        })
+        let encoder = Encoder::new(
+            cfg.format,
+            counter_rates,
+            meta_prefix.to_string(),
+            cfg.max_record_bytes,
+            cfg.max_request_bytes,
+            framing,
+        );
+        Ok(Queued::with(Records(encoder), outbox))
     }
 }
 
@@ -111,28 +109,22 @@ impl PayloadOut for ToQueue<'_> {
     }
 }
 
-impl Sink for KafkaRest {
-    fn name(&self) -> &'static str {
-        "kafka"
-    }
+impl Encode for Records {
+    type Item = Payload;
 
-    fn flush(&mut self, snapshot: &Snapshot, naming: &Naming) -> Result<FlushReport, SinkError> {
-        self.outbox.check()?;
-        let started = Instant::now();
-        let e = self.encoder.encode(snapshot, naming, &mut ToQueue(&self.outbox), started);
+    fn encode(
+        &mut self,
+        snapshot: &Snapshot,
+        naming: &Naming,
+        outbox: &Outbox<Payload>,
+        now: Instant,
+    ) -> u64 {
+        let e = self.0.encode(snapshot, naming, &mut ToQueue(outbox), now);
         if e.too_large > 0 {
-            self.outbox.figures().count_drop(Dropped::TooLarge, e.too_large);
+            outbox.figures().count_drop(Dropped::TooLarge, e.too_large);
             log::warn!("kafka: {} series larger than max_record_bytes dropped", e.too_large);
         }
-        Ok(FlushReport { bytes: e.bytes, calculation_ms: started.elapsed().as_secs_f64() * 1e3 })
-    }
-
-    fn meta(&self, write: &mut dyn FnMut(&'static str, f64)) {
-        self.outbox.meta(write);
-    }
-
-    fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {
-        self.outbox.shutdown(deadline)
+        e.bytes
     }
 }
 

@@ -22,10 +22,12 @@
 pub mod backoff;
 pub mod figures;
 pub mod queue;
+pub mod sink;
 
 pub use backoff::Backoff;
 pub use figures::{Dropped, Figures, Spelling};
 pub use queue::{FlushTag, Item};
+pub use sink::{Encode, Queued};
 
 use super::SinkError;
 use backoff::Jitter;
@@ -131,6 +133,11 @@ impl<T: Item> Outbox<T> {
             .name(format!("kstatsd-{}", names.name))
             .spawn(move || worker.run())?;
         Ok(Outbox { queue, names, worker: Some(worker) })
+    }
+
+    /// The sink's name (`graphite`, `kafka`).
+    pub fn name(&self) -> &'static str {
+        self.names.name
     }
 
     /// A spent payload to fill, when there is one (else the sink makes a new one).
