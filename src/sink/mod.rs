@@ -5,13 +5,14 @@
 pub mod backstop;
 pub mod console;
 pub mod graphite;
+pub mod http;
 pub mod kafka;
 pub mod kafka_rest;
 pub mod outbox;
 pub mod pickle;
 pub mod prometheus;
-pub mod retry_after;
-pub mod tls;
+
+pub use http::{retry_after, tls};
 
 pub use console::Console;
 

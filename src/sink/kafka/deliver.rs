@@ -6,6 +6,7 @@
 
 use super::Producer;
 use crate::sink::kafka_rest::encode::split_flat;
+use crate::sink::outbox::{Dropped, Figures};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -17,52 +18,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Why records were given up; each has its own meta stat `records_dropped.<label>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// librdkafka's queue (`max_queue_bytes`) was full: the new record was refused.
-    QueueFull,
-    /// Over `max_record_bytes` (one series alone), or the broker's limit and not splittable.
-    TooLarge,
-    UnknownTopic,
-    /// Topic or cluster authorization, or SASL authentication, failed.
-    Unauthorized,
-    /// Not acknowledged within `timeout` (librdkafka's `message.timeout.ms`).
-    Timeout,
-    /// Still unacknowledged when the shutdown deadline came.
-    Shutdown,
-    /// The producer hit a fatal error (librdkafka's `rd_kafka_fatal_error`, e.g. fenced): what
-    /// it held was given up when a new producer took over.
-    Fatal,
-    /// Any other error the broker or librdkafka gave for a record.
-    Rejected,
-}
+/// Why records were given up: the engine's one list ([`Dropped`]); each has its own meta stat
+/// `records_dropped.<label>`. This sink gives: `queue_full` (librdkafka's queue,
+/// `max_queue_bytes`, refused the new record), `too_large` (over `max_record_bytes`, or the
+/// broker's limit and not splittable), `unknown_topic`, `unauthorized` (topic or cluster
+/// authorization, or SASL authentication), `timeout` (not acknowledged within `timeout`,
+/// librdkafka's `message.timeout.ms`), `shutdown`, `fatal` (the producer hit a fatal error, e.g.
+/// fenced: what it held was given up when a new producer took over) and `rejected` (any other
+/// error the broker or librdkafka gave for a record).
+pub type Reason = Dropped;
 
-impl Reason {
-    pub const ALL: [Reason; 8] = [
-        Reason::QueueFull,
-        Reason::TooLarge,
-        Reason::UnknownTopic,
-        Reason::Unauthorized,
-        Reason::Timeout,
-        Reason::Shutdown,
-        Reason::Fatal,
-        Reason::Rejected,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Reason::QueueFull => "records_dropped.queue_full",
-            Reason::TooLarge => "records_dropped.too_large",
-            Reason::UnknownTopic => "records_dropped.unknown_topic",
-            Reason::Unauthorized => "records_dropped.unauthorized",
-            Reason::Timeout => "records_dropped.timeout",
-            Reason::Shutdown => "records_dropped.shutdown",
-            Reason::Fatal => "records_dropped.fatal",
-            Reason::Rejected => "records_dropped.rejected",
-        }
-    }
-
+impl Dropped {
     /// The reason for a librdkafka error code.
     pub fn of(code: RDKafkaErrorCode) -> Reason {
         use RDKafkaErrorCode as C;
@@ -109,51 +75,14 @@ impl FlushTrack {
     /// Called when the flush closes and after each answer: records the figures once.
     pub fn settle(&self, stats: &Stats) {
         if self.closed.load(Relaxed) && self.pending.load(Relaxed) == 0 && !self.done.swap(true, Relaxed) {
-            stats.flush_time_ms.store((self.enqueued.elapsed().as_secs_f64() * 1e3).to_bits(), Relaxed);
-            stats.flush_length.store(self.bytes.load(Relaxed), Relaxed);
+            stats.flush_done(self.enqueued, self.bytes.load(Relaxed));
         }
     }
 }
 
-/// Totals since start, read by `meta()`.
-#[derive(Default)]
-pub struct Stats {
-    pub sent: AtomicU64,
-    /// Produce requests librdkafka retried (its statistics' `txretries`, over every broker).
-    pub retried: AtomicU64,
-    pub dropped: [AtomicU64; Reason::ALL.len()],
-    /// Value bytes produced and not yet answered.
-    pub queue_bytes: AtomicU64,
-    /// Unix seconds of the last record acknowledged.
-    pub last_flush: AtomicU64,
-    /// Unix seconds of the last record dropped.
-    pub last_exception: AtomicU64,
-    /// f64 bits: ms from producing the last answered flush to its last answer.
-    pub flush_time_ms: AtomicU64,
-    /// Value bytes of the last answered flush.
-    pub flush_length: AtomicU64,
-}
-
-impl Stats {
-    pub fn count_drop(&self, reason: Reason, records: u64) {
-        if records > 0 {
-            self.dropped[reason as usize].fetch_add(records, Relaxed);
-            self.last_exception.store(unix_now(), Relaxed);
-        }
-    }
-
-    pub fn dropped(&self, reason: Reason) -> u64 {
-        self.dropped[reason as usize].load(Relaxed)
-    }
-
-    pub fn dropped_total(&self) -> u64 {
-        Reason::ALL.iter().map(|&r| self.dropped(r)).sum()
-    }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+/// Totals since start, read by `meta()`: the engine's figures ([`Figures`]), fed here by
+/// librdkafka's delivery reports and statistics instead of the engine's worker.
+pub type Stats = Figures;
 
 /// At most one log line per reason (or per librdkafka facility) per flush interval; what was held
 /// back is counted into the next line.
@@ -231,7 +160,7 @@ impl Context {
     /// Counts and (rate-limited) logs records given up for `reason`.
     pub fn dropped(&self, reason: Reason, records: u64, detail: &dyn std::fmt::Display) {
         self.stats.count_drop(reason, records);
-        if let Some(held) = self.log.allow(reason.key()) {
+        if let Some(held) = self.log.allow(reason.record_key()) {
             let more = if held > 0 {
                 format!(" ({held} more such reports since the last line)")
             } else {
@@ -240,7 +169,7 @@ impl Context {
             log::warn!(
                 "kafka (native): {records} records for topic {} dropped ({}): {detail}{more}",
                 self.topic,
-                reason.key()
+                reason.record_key()
             );
         }
     }
@@ -327,8 +256,7 @@ impl ProducerContext for Context {
         match result {
             Ok(_) => {
                 self.bumps.store(0, Relaxed);
-                self.stats.sent.fetch_add(1, Relaxed);
-                self.stats.last_flush.store(unix_now(), Relaxed);
+                self.stats.delivered(1);
             }
             Err((e, m)) => {
                 let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);

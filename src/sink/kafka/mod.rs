@@ -23,8 +23,8 @@ pub use deliver::Reason;
 use super::{FlushReport, Sink, SinkError};
 use crate::config::RecordKey;
 use crate::flush::{Naming, Snapshot};
-use crate::sink::kafka_rest::encode::{Encoder, Framing, PayloadOut};
-use crate::sink::kafka_rest::queue::{FlushTag, Payload};
+use crate::sink::kafka_rest::encode::{Encoder, Framing, Payload, PayloadOut};
+use crate::sink::outbox::{FlushTag, Spelling};
 use deliver::{Context, FlushTrack, Stats};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
@@ -346,21 +346,8 @@ impl Sink for KafkaNative {
     }
 
     fn meta(&self, write: &mut dyn FnMut(&'static str, f64)) {
-        let s = &self.stats;
-        write("last_flush", s.last_flush.load(Relaxed) as f64);
-        write("last_exception", s.last_exception.load(Relaxed) as f64);
-        write("flush_time", f64::from_bits(s.flush_time_ms.load(Relaxed)));
-        write("flush_length", s.flush_length.load(Relaxed) as f64);
-        write("records_sent", s.sent.load(Relaxed) as f64);
-        write("records_retried", s.retried.load(Relaxed) as f64);
-        write("records_dropped", s.dropped_total() as f64);
-        for r in Reason::ALL {
-            let n = s.dropped(r);
-            if n > 0 {
-                write(r.key(), n as f64);
-            }
-        }
-        write("queue_bytes", s.queue_bytes.load(Relaxed) as f64);
+        // librdkafka's own queue: its bytes come from the delivery reports.
+        self.stats.meta(Spelling::NATIVE, None, write);
     }
 
     fn shutdown(&mut self, deadline: Instant) -> Result<(), SinkError> {

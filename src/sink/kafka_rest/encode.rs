@@ -9,17 +9,64 @@
 //! record per series. Records are grouped into payloads whose request body (keys, framing and, for
 //! the binary type, base64 included) stays under `max_request_bytes`.
 //!
-//! Also here, for the delivery thread: the framing of records into a request body, and the split
-//! of a flat record in two when the proxy says it is too large.
+//! Also here: the [`Payload`] the encoder fills and the engine queues, and, for the delivery
+//! thread, the framing of records into a request body and the split of a flat record in two
+//! when the proxy says it is too large.
 
-use super::queue::{FlushTag, Payload};
 use crate::config::KafkaFormat;
 use crate::flush::{CounterNames, KeyRef, Naming, Snapshot};
 use crate::fmt::{write_f64, write_json_str, write_u64};
+use crate::sink::outbox::{FlushTag, Item};
 
 pub(crate) const REQUEST_HEAD: &[u8] = b"{\"records\":[";
 pub(crate) const REQUEST_TAIL: &[u8] = b"]}";
 const FLAT_HEAD: &[u8] = b"{\"gauges\":{";
+
+/// Part of one flush, small enough for one request: record values back to back in `data`,
+/// `records` the (offset, length) of each one still to deliver, in order.
+pub struct Payload {
+    pub data: Vec<u8>,
+    pub records: Vec<(u32, u32)>,
+    pub flush: FlushTag,
+}
+
+impl Payload {
+    pub fn value(&self, r: (u32, u32)) -> &[u8] {
+        &self.data[r.0 as usize..(r.0 + r.1) as usize]
+    }
+
+    /// An empty payload of the flush `flush`: `spent`'s buffers when there is one, else new
+    /// buffers large enough for a small flush, so that a flush that grows by a few bytes does not
+    /// reallocate (`tests/kafka_rest.rs` counts allocations on the flush thread).
+    pub fn fresh(spent: Option<Payload>, flush: FlushTag) -> Payload {
+        match spent {
+            Some(mut p) => {
+                p.flush = flush;
+                p
+            }
+            None => Payload { data: Vec::with_capacity(64 << 10), records: Vec::with_capacity(256), flush },
+        }
+    }
+}
+
+impl Item for Payload {
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
+    fn records(&self) -> usize {
+        self.records.len()
+    }
+    fn flush(&self) -> FlushTag {
+        self.flush
+    }
+    fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+    fn reset(&mut self) {
+        self.data.clear();
+        self.records.clear();
+    }
+}
 
 /// How one record is written into a request: `{"key":K,"value":V}` (or without the key), the
 /// value embedded as JSON, or base64 in a string for the binary type.
@@ -66,25 +113,15 @@ impl Framing {
     }
 }
 
-/// Standard base64 with padding, appended to `out`.
-pub(crate) fn base64(out: &mut Vec<u8>, input: &[u8]) {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut chunks = input.chunks_exact(3);
-    for c in &mut chunks {
-        let n = (c[0] as usize) << 16 | (c[1] as usize) << 8 | c[2] as usize;
-        out.extend_from_slice(&[T[n >> 18], T[(n >> 12) & 63], T[(n >> 6) & 63], T[n & 63]]);
-    }
-    match *chunks.remainder() {
-        [a] => {
-            let n = (a as usize) << 16;
-            out.extend_from_slice(&[T[n >> 18], T[(n >> 12) & 63], b'=', b'=']);
-        }
-        [a, b] => {
-            let n = (a as usize) << 16 | (b as usize) << 8;
-            out.extend_from_slice(&[T[n >> 18], T[(n >> 12) & 63], T[(n >> 6) & 63], b'=']);
-        }
-        _ => {}
-    }
+/// Standard base64 with padding (the base64 crate), appended to `out` without a new buffer.
+fn base64(out: &mut Vec<u8>, input: &[u8]) {
+    use base64::Engine as _;
+    let start = out.len();
+    out.resize(start + input.len().div_ceil(3) * 4, 0);
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(input, &mut out[start..])
+        .expect("sized for the padded encoding");
+    out.truncate(start + n);
 }
 
 /// Where the encoder gets empty payloads and puts full ones (the queue, or a test).
@@ -626,18 +663,14 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_the_standard() {
+    fn binary_records_are_base64_in_the_body() {
         let enc = |s: &[u8]| {
-            let mut o = Vec::new();
+            let mut o = b"x".to_vec();
             base64(&mut o, s);
             String::from_utf8(o).unwrap()
         };
-        assert_eq!(enc(b""), "");
-        assert_eq!(enc(b"f"), "Zg==");
-        assert_eq!(enc(b"fo"), "Zm8=");
-        assert_eq!(enc(b"foo"), "Zm9v");
-        assert_eq!(enc(b"foobar"), "Zm9vYmFy");
-        assert_eq!(enc(&[0xff, 0xfe, 0x00]), "//4A");
+        assert_eq!((enc(b""), enc(b"f"), enc(b"fo")), ("x".into(), "xZg==".into(), "xZm8=".into()));
+        assert_eq!((enc(b"foobar"), enc(&[0xff, 0xfe, 0x00])), ("xZm9vYmFy".into(), "x//4A".into()));
         let f = Framing::new(Some("h"), true);
         let mut body = Vec::new();
         f.write(&mut body, b"{}");

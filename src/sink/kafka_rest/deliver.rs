@@ -1,8 +1,8 @@
-//! The Kafka sink's delivery thread (`kstatsd-kafka`): takes payloads from the queue in order,
-//! frames their records into a request body, POSTs it with ureq (one keep-alive connection),
-//! reads the answer with simd-json, and decides record by record what happens next. It is the
-//! only thread that does network I/O for this sink, so a slow or dead proxy delays nothing but
-//! this thread; the flush thread only ever enqueues.
+//! The REST Proxy sink's delivery, on its worker thread (`kstatsd-kafka`, run by the engine in
+//! [`crate::sink::outbox`]): each attempt frames the first records of a payload into a request
+//! body, POSTs it with ureq (one keep-alive connection), reads the answer with simd-json, and
+//! decides record by record what happens next; the engine then counts, logs, and waits the
+//! backoff or not.
 //!
 //! Answers (the Confluent REST Proxy v2 produce contract, and Karapace's variant of it):
 //! - A body with `offsets` (every 2xx, and a 4xx/5xx that has them, such as Karapace's 422 when
@@ -16,17 +16,13 @@
 //! - 413 (or a request-level error saying "too large"): the request is halved (a lone flat
 //!   record is cut in two), never resent as is.
 //! - 408, 429, 500, 502, 503, 504 (other 5xx but 501/505), 50003, timeouts, refused or broken
-//!   connections: the same records again after a capped exponential backoff with jitter, or after
-//!   `Retry-After` when the proxy gives one (whichever is longer).
+//!   connections: the same records again after the engine's backoff (or the `Retry-After` the
+//!   proxy gives, when it is longer).
 //! - 401/403, 404, 415, 400/422 and anything else: dropped, counted by reason.
 //!
 //! Only the records that failed are resent; a record is never resent once the proxy took it.
-//! The backoff belongs to the proxy, not to one payload: after an eviction the next payload
-//! still waits its turn. The first answer that shows the proxy working after failed attempts
-//! (a 2xx, even with failed records, a 413, a per-record answer, a refusal) restarts the backoff
-//! from `retry_backoff`; records that keep failing one by one then grow it again.
-//! At shutdown a wait between attempts is cut short: what is queued is tried again at once, then
-//! with the backoff from its minimum and without `Retry-After`, until the shutdown deadline.
+//! Every answer for records (a 2xx, even with failed records, a 413, a per-record answer, a
+//! refusal) counts as the proxy at work, for the engine's backoff.
 //!
 //! Duplicates: a request that got no answer (timed out, or the connection broke after it went
 //! out) may still be produced by the proxy, which keeps working on it after the client gave up.
@@ -34,25 +30,19 @@
 //! after a timeout every attempt waits `resend_timeout` (minutes, longer than the proxy's own
 //! producer gives a record) for its answer, until one is answered: the proxy then answers for
 //! itself, delivered or failed, instead of kstatsd stacking one more copy per `timeout`.
-//! Failures are logged at most once per 10 s, with a count of the rest; a per-record failure
-//! names the record (its place in the request, size, series or clock) and the proxy's reason.
+//! A per-record failure names the record (its place in the request, size, series or clock) and
+//! the proxy's reason.
 
-use super::encode::{split_flat, Framing, REQUEST_HEAD, REQUEST_TAIL};
-use super::queue::{unix_now, DropReason, Payload, Shared, Wait};
+use super::encode::{split_flat, Framing, Payload, REQUEST_HEAD, REQUEST_TAIL};
+use crate::sink::outbox::backoff::MAX_RETRY_AFTER;
+use crate::sink::outbox::{Deliver, Dropped, Outcome, Retry};
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest answer read (a 200 for a request of many small records is ~70 bytes per record).
 const MAX_ANSWER: u64 = 64 << 20;
-/// Longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// At most one failure message per this long.
-const LOG_EVERY: Duration = Duration::from_secs(10);
-
-pub(crate) struct WorkerConfig {
+pub(crate) struct RestConfig {
     pub url: String,
     pub content_type: &'static str,
     pub accept: &'static str,
@@ -63,9 +53,7 @@ pub(crate) struct WorkerConfig {
     pub resend_timeout: Duration,
     pub max_request: usize,
     pub framing: Framing,
-    pub retry_backoff: Duration,
-    pub retry_backoff_max: Duration,
-    /// Which certificate authorities an https proxy may present (see `sink::tls`).
+    /// Which certificate authorities an https proxy may present (see `sink::http::tls`).
     pub tls: ureq::tls::TlsConfig,
 }
 
@@ -90,7 +78,7 @@ enum Answer {
         timed_out: bool,
     },
     Drop {
-        reason: DropReason,
+        reason: Dropped,
         why: String,
     },
 }
@@ -104,13 +92,12 @@ enum RecordResult {
         in_doubt: bool,
     },
     TooLarge,
-    Drop(DropReason),
+    Drop(Dropped),
 }
 
-pub(crate) struct Worker {
-    shared: Arc<Shared>,
+pub(crate) struct Rest {
     agent: ureq::Agent,
-    cfg: WorkerConfig,
+    cfg: RestConfig,
     body: Vec<u8>,
     answer: Vec<u8>,
     results: Vec<RecordResult>,
@@ -119,44 +106,14 @@ pub(crate) struct Worker {
     doubt: HashSet<(u32, u32)>,
     /// Attempts in a row that timed out: while above 0, attempts wait `resend_timeout`.
     timeouts: u32,
-    /// `shutdown` was seen (the backoff was cut short once; `Retry-After` is no longer waited).
-    closing: bool,
-    /// The last answer was a failed attempt (no answer, 5xx, 429, …), not an answer for records.
-    unreachable: bool,
     /// The request size the proxy accepts, learnt from 413s.
     budget: usize,
-    /// Consecutive failed attempts, and no attempt before `not_before`.
-    fails: u32,
-    not_before: Instant,
-    rng: u64,
-    log: LogLimit,
-    /// Request bytes delivered for the flush `flush_seq` so far.
-    flush_seq: u64,
-    flush_bytes: u64,
 }
 
-impl Worker {
-    pub fn new(shared: Arc<Shared>, cfg: WorkerConfig) -> Worker {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(cfg.tls.clone())
-            .http_status_as_error(false)
-            .max_redirects(0)
-            // The proxy is addressed directly: HTTP(S)_PROXY variables are not for it.
-            .proxy(None)
-            .timeout_global(Some(cfg.timeout))
-            // A connection that cannot be opened carried nothing: never a reason to wait long.
-            .timeout_connect(Some(cfg.timeout))
-            .user_agent(concat!("kstatsd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ std::process::id() as u64;
-        Worker {
-            shared,
-            agent,
+impl Rest {
+    pub fn new(cfg: RestConfig) -> Rest {
+        Rest {
+            agent: crate::sink::http::agent(cfg.timeout, cfg.tls.clone()),
             budget: cfg.max_request,
             cfg,
             body: Vec::with_capacity(64 << 10),
@@ -165,142 +122,44 @@ impl Worker {
             next: Vec::new(),
             doubt: HashSet::new(),
             timeouts: 0,
-            closing: false,
-            unreachable: false,
-            fails: 0,
-            not_before: Instant::now(),
-            rng: seed | 1,
-            log: LogLimit::default(),
-            flush_seq: 0,
-            flush_bytes: 0,
-        }
-    }
-
-    pub fn run(mut self) {
-        while let Some(p) = self.shared.take() {
-            if !self.deliver(p) {
-                return;
-            }
-        }
-    }
-
-    /// Delivers one payload, or gives it up; `false` when the thread must stop.
-    fn deliver(&mut self, mut p: Payload) -> bool {
-        if p.flush.seq != self.flush_seq {
-            self.flush_seq = p.flush.seq;
-            self.flush_bytes = 0;
-        }
-        self.doubt.clear();
-        loop {
-            if p.records.is_empty() {
-                if p.flush.last && self.flush_bytes > 0 {
-                    let s = &self.shared.stats;
-                    s.flush_time_ms
-                        .store((p.flush.enqueued.elapsed().as_secs_f64() * 1e3).to_bits(), Relaxed);
-                    s.flush_length.store(self.flush_bytes, Relaxed);
-                }
-                self.shared.finish(p);
-                return true;
-            }
-            if self.shared.evicted() {
-                self.give_up(DropReason::QueueFull, p.records.len(), "the queue is full (max_queue_bytes)");
-                self.shared.finish(p);
-                return true;
-            }
-            if !self.closing && self.shared.closing().is_some() {
-                self.closing_now();
-            }
-            if Instant::now() < self.not_before {
-                match self.shared.wait_until(self.not_before, !self.closing) {
-                    Wait::Elapsed => {}
-                    Wait::Closing => self.closing_now(),
-                    Wait::Evicted => continue,
-                    Wait::Stop => return false,
-                }
-            }
-            let bound = if self.timeouts > 0 { self.cfg.resend_timeout } else { self.cfg.timeout };
-            let timeout = match self.shared.closing() {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(bound),
-                    _ => return false,
-                },
-                None => bound,
-            };
-            if self.shared.abandoned() {
-                return false;
-            }
-            let n = self.frame(&p);
-            if !self.doubt.is_empty() {
-                // This attempt settles the doubt about the records it carries, one way or another.
-                let resent = p.records[..n].iter().filter(|r| self.doubt.remove(r)).count();
-                self.shared.stats.resent_after_timeout.fetch_add(resent as u64, Relaxed);
-            }
-            let answer = self.post(timeout);
-            if self.shared.abandoned() {
-                return false;
-            }
-            self.shared.stats.requests.fetch_add(1, Relaxed);
-            if !matches!(answer, Answer::Retry { timed_out: true, .. }) {
-                self.timeouts = 0;
-            }
-            self.apply(&mut p, n, answer);
-            self.shared.update(p.data.len(), p.records.len());
         }
     }
 
     /// What the answer to the attempt that carried the first `n` records of `p` (framed in
-    /// `body`, its answer body in `answer`) means for them, for the figures and for the next
-    /// attempt.
-    fn apply(&mut self, p: &mut Payload, n: usize, answer: Answer) {
+    /// `body`, its answer body in `answer`) means for them.
+    fn apply(&mut self, p: &mut Payload, n: usize, answer: Answer) -> Outcome {
         match answer {
             Answer::Results { status, otherwise } => {
-                let (delivered, retry, first) = self.per_record(p, n, otherwise, status);
-                if (200..300).contains(&status) || delivered > 0 {
-                    self.flush_bytes += self.body.len() as u64;
-                    self.shared.stats.last_flush.store(unix_now(), Relaxed);
+                let mut o = self.per_record(p, n, otherwise, status);
+                if (200..300).contains(&status) || o.delivered > 0 {
+                    o.bytes = self.body.len() as u64;
                 }
-                // The proxy answered for each record: it is up, whatever it said.
-                self.proxy_up();
-                if retry > 0 {
-                    self.shared.stats.retried.fetch_add(retry as u64, Relaxed);
-                    self.failed(
-                        &format!("HTTP {status}: {retry} records failed with a retriable error ({first})"),
-                        None,
-                    );
-                } else {
-                    self.succeeded();
-                }
+                o
             }
             Answer::TooLarge { why } => {
-                self.proxy_up();
+                let mut o = Outcome { answered: true, ..Outcome::default() };
                 if n > 1 {
                     self.budget = (self.body.len() / 2).max(1);
-                    self.log.split(
-                        &self.cfg.url,
-                        &format!(
-                            "{why} for {n} records in {} bytes: sending at most {} bytes a request",
-                            self.body.len(),
-                            self.budget
-                        ),
-                    );
+                    o.note = Some(format!(
+                        "{why} for {n} records in {} bytes: sending at most {} bytes a request",
+                        self.body.len(),
+                        self.budget
+                    ));
                 } else {
                     let what = describe(p.value(p.records[0]));
                     match split_flat(&mut p.data, p.records[0]) {
                         Some([a, b]) => {
                             p.records.splice(0..1, [a, b]);
-                            self.log
-                                .split(&self.cfg.url, &format!("{why} for one record ({what}): cut in two"));
+                            o.note = Some(format!("{why} for one record ({what}): cut in two"));
                         }
                         None => {
-                            self.give_up(
-                                DropReason::TooLarge,
-                                1,
-                                &format!("{why}: the proxy says the record ({what}) is too large"),
-                            );
+                            let error = format!("{why}: the proxy says the record ({what}) is too large");
+                            o.dropped.push((Dropped::TooLarge, 1, error));
                             p.records.remove(0);
                         }
                     }
                 }
+                o
             }
             Answer::Retry { why, after, in_doubt, timed_out } => {
                 if in_doubt {
@@ -309,35 +168,12 @@ impl Worker {
                 if timed_out {
                     self.timeouts = self.timeouts.saturating_add(1);
                 }
-                self.shared.stats.retried.fetch_add(n as u64, Relaxed);
-                self.unreachable = true;
-                self.failed(&why, after);
+                Outcome::retry(n as u64, why, after)
             }
             Answer::Drop { reason, why } => {
-                self.proxy_up();
-                self.give_up(reason, n, &why);
                 p.records.drain(..n);
+                Outcome::dropped(reason, n as u64, why)
             }
-        }
-    }
-
-    /// An answer that shows the proxy at work after it could not be reached or turned the
-    /// request away: the backoff grown meanwhile starts again from its minimum (and grows again
-    /// if records keep failing one by one).
-    fn proxy_up(&mut self) {
-        if self.unreachable {
-            self.unreachable = false;
-            self.fails = 0;
-        }
-    }
-
-    /// `shutdown` was called: the backoff ends now and starts again from its minimum.
-    fn closing_now(&mut self) {
-        self.closing = true;
-        self.fails = 0;
-        if self.not_before > Instant::now() {
-            log::info!("kafka: shutting down: trying {} again now, not after the backoff", self.cfg.url);
-            self.not_before = Instant::now();
         }
     }
 
@@ -384,12 +220,7 @@ impl Worker {
             }
         };
         let status = resp.status().as_u16();
-        let after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::sink::retry_after::parse(v, std::time::SystemTime::now()))
-            .map(|d| d.min(MAX_RETRY_AFTER));
+        let after = crate::sink::http::retry_after(&resp).map(|d| d.min(MAX_RETRY_AFTER));
         self.answer.clear();
         let read = resp.body_mut().with_config().limit(MAX_ANSWER).reader().read_to_end(&mut self.answer);
         if let Err(e) = read {
@@ -428,15 +259,9 @@ impl Worker {
 
     /// Applies an answer with per-record results to the first `n` records of `p`: delivered
     /// ones leave, retriable ones stay (in order), too large flat ones are cut in two, the rest
-    /// are dropped by reason. Returns how many were delivered and retried, and the first
-    /// failure (which record, and the proxy's reason).
-    fn per_record(
-        &mut self,
-        p: &mut Payload,
-        n: usize,
-        otherwise: RecordResult,
-        status: u16,
-    ) -> (u64, usize, String) {
+    /// are dropped by reason; the first failure of each kind is named (which record, and the
+    /// proxy's reason).
+    fn per_record(&mut self, p: &mut Payload, n: usize, otherwise: RecordResult, status: u16) -> Outcome {
         self.results.clear();
         // The first record of each kind of failure (retried, too large, dropped), for the log.
         let mut first: [Option<String>; 3] = [None, None, None];
@@ -477,7 +302,7 @@ impl Worker {
         self.results.resize(n, otherwise);
         self.next.clear();
         let (mut delivered, mut retry, mut split) = (0, 0, 0);
-        let mut dropped = [0usize; DropReason::ALL.len()];
+        let mut dropped = [0usize; Dropped::ALL.len()];
         for (i, &res) in self.results.iter().enumerate() {
             let r = p.records[i];
             match res {
@@ -494,58 +319,55 @@ impl Worker {
                         self.next.extend_from_slice(&halves);
                         split += 1;
                     }
-                    None => dropped[DropReason::TooLarge as usize] += 1,
+                    None => dropped[Dropped::TooLarge as usize] += 1,
                 },
                 RecordResult::Drop(reason) => dropped[reason as usize] += 1,
             }
         }
         self.next.extend_from_slice(&p.records[n..]);
         std::mem::swap(&mut p.records, &mut self.next);
-        self.shared.stats.sent.fetch_add(delivered, Relaxed);
         let [retried, large, refused] = first.map(Option::unwrap_or_default);
+        let mut o = Outcome { delivered, answered: true, ..Outcome::default() };
         if split > 0 {
-            let what =
-                format!("HTTP {status}: {large}: {split} records too large for the proxy, each cut in two");
-            self.log.split(&self.cfg.url, &what);
+            o.note = Some(format!(
+                "HTTP {status}: {large}: {split} records too large for the proxy, each cut in two"
+            ));
         }
-        for reason in DropReason::ALL.into_iter().filter(|&r| dropped[r as usize] > 0) {
-            let why = if reason == DropReason::TooLarge { &large } else { &refused };
-            self.give_up(reason, dropped[reason as usize], &format!("HTTP {status}: {why}"));
+        for reason in Dropped::ALL.into_iter().filter(|&r| dropped[r as usize] > 0) {
+            let why = if reason == Dropped::TooLarge { &large } else { &refused };
+            o.dropped.push((reason, dropped[reason as usize] as u64, format!("HTTP {status}: {why}")));
         }
-        (delivered, retry, retried)
+        if retry > 0 {
+            let error = format!("HTTP {status}: {retry} records failed with a retriable error ({retried})");
+            o.retry = Some(Retry { records: retry as u64, error, after: None });
+        }
+        o
+    }
+}
+
+impl Deliver for Rest {
+    type Item = Payload;
+
+    fn begin(&mut self, _p: &Payload) {
+        self.doubt.clear();
     }
 
-    fn succeeded(&mut self) {
-        self.fails = 0;
-        self.log.recovered();
-    }
-
-    /// A failed attempt: counted, logged (rate-limited), and the next one waits.
-    fn failed(&mut self, why: &str, after: Option<Duration>) {
-        self.shared.stats.last_exception.store(unix_now(), Relaxed);
-        let base = self.cfg.retry_backoff.as_secs_f64() * 2f64.powi(self.fails.min(30) as i32);
-        let capped = base.min(self.cfg.retry_backoff_max.as_secs_f64());
-        // "Equal jitter": between half and all of the capped delay.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let jitter = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        let mut delay = Duration::from_secs_f64(capped * (0.5 + 0.5 * jitter));
-        // At shutdown the budget is what it is: waiting out a long Retry-After would only drop.
-        if let Some(a) = after.filter(|_| !self.closing) {
-            delay = delay.max(a);
+    fn attempt(&mut self, p: &mut Payload, deadline: Option<Instant>) -> Outcome {
+        let bound = if self.timeouts > 0 { self.cfg.resend_timeout } else { self.cfg.timeout };
+        let timeout = deadline.map_or(bound, |d| d.saturating_duration_since(Instant::now()).min(bound));
+        let n = self.frame(p);
+        let mut resent = 0;
+        if !self.doubt.is_empty() {
+            // This attempt settles the doubt about the records it carries, one way or another.
+            resent = p.records[..n].iter().filter(|r| self.doubt.remove(r)).count() as u64;
         }
-        self.fails = self.fails.saturating_add(1);
-        self.not_before = Instant::now() + delay;
-        self.log.failure(&self.cfg.url, why, delay);
-    }
-
-    fn give_up(&mut self, reason: DropReason, records: usize, why: &str) {
-        if records == 0 {
-            return;
+        let answer = self.post(timeout.max(Duration::from_millis(1)));
+        if !matches!(answer, Answer::Retry { timed_out: true, .. }) {
+            self.timeouts = 0;
         }
-        self.shared.stats.drop(reason, records);
-        self.log.dropped(&self.cfg.url, reason, records, why);
+        let mut o = self.apply(p, n, answer);
+        o.resent = resent;
+        o
     }
 }
 
@@ -561,15 +383,15 @@ fn request_answer(
     match (status, code) {
         (413, _) => Answer::TooLarge { why },
         _ if message.is_some_and(says_too_large) => Answer::TooLarge { why },
-        (_, Some(50002)) => Answer::Drop { reason: DropReason::Rejected, why },
+        (_, Some(50002)) => Answer::Drop { reason: Dropped::Rejected, why },
         (_, Some(50003)) | (408 | 429 | 500 | 502 | 503 | 504, _) => retry(why),
-        (401 | 403, _) => Answer::Drop { reason: DropReason::Unauthorized, why },
-        (404, _) => Answer::Drop { reason: DropReason::UnknownTopic, why },
-        (415, _) => Answer::Drop { reason: DropReason::UnsupportedMediaType, why },
-        (400 | 422, _) => Answer::Drop { reason: DropReason::InvalidPayload, why },
-        (501 | 505, _) => Answer::Drop { reason: DropReason::HttpError, why },
+        (401 | 403, _) => Answer::Drop { reason: Dropped::Unauthorized, why },
+        (404, _) => Answer::Drop { reason: Dropped::UnknownTopic, why },
+        (415, _) => Answer::Drop { reason: Dropped::UnsupportedMediaType, why },
+        (400 | 422, _) => Answer::Drop { reason: Dropped::InvalidPayload, why },
+        (501 | 505, _) => Answer::Drop { reason: Dropped::HttpError, why },
         (500..=599, _) => retry(why),
-        _ => Answer::Drop { reason: DropReason::HttpError, why },
+        _ => Answer::Drop { reason: Dropped::HttpError, why },
     }
 }
 
@@ -582,7 +404,7 @@ fn classify(code: Option<i64>, error: &str) -> RecordResult {
         // Karapace gives its producer's timeouts and cancellations the legacy 1, though its own
         // source calls them retriable; the record may or may not have reached Kafka.
         Some(1) if says_timed_out(error) => RecordResult::Retry { in_doubt: true },
-        Some(_) => RecordResult::Drop(DropReason::Rejected),
+        Some(_) => RecordResult::Drop(Dropped::Rejected),
     }
 }
 
@@ -658,80 +480,13 @@ fn transport_error(e: &ureq::Error) -> String {
     }
 }
 
-/// Logs the first failed attempt of a streak and the first drop, then at most one message of
-/// each kind per `LOG_EVERY`, with a count of those not logged.
-#[derive(Default)]
-struct LogLimit {
-    failures: Every,
-    drops: Every,
-    splits: Every,
-    streak: u64,
-}
-
-#[derive(Default)]
-struct Every {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Every {
-    fn allow(&mut self) -> Option<u64> {
-        if self.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(Instant::now());
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
-impl LogLimit {
-    fn failure(&mut self, url: &str, why: &str, retry_in: Duration) {
-        self.streak += 1;
-        if let Some(more) = self.failures.allow() {
-            log::warn!(
-                "kafka: POST {url}: {why}; retrying in {} ms{}",
-                retry_in.as_millis(),
-                if more > 0 { format!(" ({more} more failures not logged)") } else { String::new() }
-            );
-        }
-    }
-
-    fn dropped(&mut self, url: &str, reason: DropReason, records: usize, why: &str) {
-        if let Some(more) = self.drops.allow() {
-            log::error!(
-                "kafka: POST {url}: dropped {records} records ({}): {why}{}",
-                reason.label(),
-                if more > 0 { format!(" ({more} more drops not logged)") } else { String::new() }
-            );
-        }
-    }
-
-    fn split(&mut self, url: &str, what: &str) {
-        if let Some(more) = self.splits.allow() {
-            log::warn!(
-                "kafka: POST {url}: {what}{}",
-                if more > 0 { format!(" ({more} more splits not logged)") } else { String::new() }
-            );
-        }
-    }
-
-    fn recovered(&mut self) {
-        if self.streak > 0 {
-            log::info!("kafka: delivering again after {} failed attempts", self.streak);
-            self.streak = 0;
-            self.failures = Every::default();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::kafka_rest::queue::FlushTag;
+    use crate::sink::outbox::FlushTag;
 
-    fn worker() -> Worker {
-        let cfg = WorkerConfig {
+    fn rest() -> Rest {
+        let cfg = RestConfig {
             url: "http://127.0.0.1:9/topics/metrics".into(),
             content_type: "application/vnd.kafka.json.v2+json",
             accept: "application/vnd.kafka.v2+json, application/json",
@@ -740,11 +495,9 @@ mod tests {
             resend_timeout: Duration::from_secs(360),
             max_request: 1 << 20,
             framing: Framing::new(Some("h"), false),
-            retry_backoff: Duration::from_millis(100),
-            retry_backoff_max: Duration::from_secs(3600),
-            tls: crate::sink::tls::tls_config(None),
+            tls: crate::sink::http::tls::tls_config(None),
         };
-        Worker::new(Arc::new(Shared::new(1 << 20)), cfg)
+        Rest::new(cfg)
     }
 
     /// A payload of tagged-looking records `a`, `b`, `c`, … in one flush.
@@ -767,7 +520,7 @@ mod tests {
     }
 
     /// Applies an answer of `status` whose body is `body` to the whole payload.
-    fn answer(w: &mut Worker, p: &mut Payload, status: u16, body: &str) {
+    fn answer(w: &mut Rest, p: &mut Payload, status: u16, body: &str) -> Outcome {
         w.answer = body.as_bytes().to_vec();
         let otherwise = if (200..300).contains(&status) {
             RecordResult::Delivered
@@ -779,7 +532,11 @@ mod tests {
             }
         };
         let n = p.records.len();
-        w.apply(p, n, Answer::Results { status, otherwise });
+        w.apply(p, n, Answer::Results { status, otherwise })
+    }
+
+    fn dropped(o: &Outcome, why: Dropped) -> u64 {
+        o.dropped.iter().filter(|d| d.0 == why).map(|d| d.1).sum()
     }
 
     #[test]
@@ -797,8 +554,8 @@ mod tests {
             (Some(50002), large, RecordResult::TooLarge),
             (Some(1), karapace_large, RecordResult::TooLarge),
             // 50002 is Confluent's generic Kafka error, not "too large".
-            (Some(50002), "InvalidRecordException", RecordResult::Drop(DropReason::Rejected)),
-            (Some(1), "Unknown error", RecordResult::Drop(DropReason::Rejected)),
+            (Some(50002), "InvalidRecordException", RecordResult::Drop(Dropped::Rejected)),
+            (Some(1), "Unknown error", RecordResult::Drop(Dropped::Rejected)),
             (Some(1), "timed out waiting to publish message", RecordResult::Retry { in_doubt: true }),
             (Some(1), "Publish message cancelled", RecordResult::Retry { in_doubt: true }),
         ];
@@ -809,9 +566,9 @@ mod tests {
             Answer::Drop { reason, .. } => Some(reason),
             _ => None,
         };
-        assert_eq!(drop(500, Some(50002)), Some(DropReason::Rejected));
+        assert_eq!(drop(500, Some(50002)), Some(Dropped::Rejected));
         assert_eq!(drop(500, Some(50003)), None);
-        assert_eq!(drop(422, Some(42205)), Some(DropReason::InvalidPayload));
+        assert_eq!(drop(422, Some(42205)), Some(Dropped::InvalidPayload));
         let karapace_413 =
             request_answer(413, Some(413), Some("HTTP Request Entity Too Large"), String::new(), None);
         assert!(matches!(karapace_413, Answer::TooLarge { .. }));
@@ -819,10 +576,10 @@ mod tests {
 
     #[test]
     fn a_karapace_422_delivers_the_produced_records_and_resends_or_drops_the_others_by_code() {
-        let mut w = worker();
+        let mut w = rest();
         let mut p = payload(&["ok.1", "retry.me", "ok.2", "reject.me", "late"]);
         // Karapace's shape: an entry without error_code for a produced record.
-        answer(
+        let o = answer(
             &mut w,
             &mut p,
             422,
@@ -834,49 +591,28 @@ mod tests {
             names(&p),
             ["38 bytes, series retry.me, clock 1700000000", "34 bytes, series late, clock 1700000000"]
         );
-        let shared = Arc::clone(&w.shared);
-        let s = &shared.stats;
-        assert_eq!(
-            (s.sent.load(Relaxed), s.retried.load(Relaxed), s.dropped(DropReason::Rejected)),
-            (2, 2, 1)
-        );
-        assert!(s.last_flush.load(Relaxed) > 0, "records were delivered");
+        let retried = o.retry.as_ref().map(|r| r.records);
+        assert_eq!((o.delivered, retried, dropped(&o, Dropped::Rejected)), (2, Some(2), 1));
+        assert!(o.answered, "records were delivered: the proxy is up");
         assert_eq!(w.doubt.len(), 1, "Karapace's timed-out record may have been produced");
         // A 422 with fewer entries than records: the status decides for the rest (invalid
         // payload), and the log says which.
         let mut p = payload(&["a", "b"]);
-        answer(&mut w, &mut p, 422, r#"{"offsets":[{"offset":9,"partition":0}]}"#);
-        assert!(p.records.is_empty());
-        assert_eq!((s.sent.load(Relaxed), s.dropped(DropReason::InvalidPayload)), (3, 1));
+        let o = answer(&mut w, &mut p, 422, r#"{"offsets":[{"offset":9,"partition":0}]}"#);
+        assert!(p.records.is_empty() && o.retry.is_none());
+        assert_eq!((o.delivered, dropped(&o, Dropped::InvalidPayload)), (1, 1));
+        assert!(o.dropped[0].2.contains("no result for records 2 to 2 of 2"), "{:?}", o.dropped);
     }
 
     #[test]
-    fn an_answer_for_each_record_restarts_the_backoff_from_its_minimum() {
-        let mut w = worker();
+    fn a_request_that_got_no_answer_is_retried_whole_and_its_records_are_in_doubt() {
+        let mut w = rest();
         let mut p = payload(&["x", "y"]);
-        for _ in 0..12 {
-            let why = "HTTP 503".to_string();
-            w.apply(&mut p, 2, Answer::Retry { why, after: None, in_doubt: false, timed_out: false });
-        }
-        let grown = w.not_before - Instant::now();
-        assert!(grown > Duration::from_secs(100), "after 12 failures the backoff is {grown:?}");
-        // A 200 with a retriable per-record failure: the proxy is up; the next attempt is soon.
-        answer(
-            &mut w,
-            &mut p,
-            200,
-            r#"{"offsets":[{"partition":0,"offset":1,"error_code":null,"error":null},
-               {"partition":null,"offset":null,"error_code":50003,"error":"NotEnoughReplicasException"}]}"#,
-        );
-        assert_eq!(p.records.len(), 1);
-        let wait = w.not_before.saturating_duration_since(Instant::now());
-        assert!(wait <= Duration::from_millis(100), "the retry waits {wait:?}, not the grown backoff");
-        // The same record failing again: the backoff grows from its minimum, it does not spin.
-        let body = r#"{"offsets":[{"partition":null,"offset":null,"error_code":50003,"error":"NotEnoughReplicas"}]}"#;
-        answer(&mut w, &mut p, 200, body);
-        let wait = w.not_before.saturating_duration_since(Instant::now());
-        assert!(wait <= Duration::from_millis(200), "{wait:?}");
-        assert_eq!(w.fails, 2, "the second failure in a row doubles the delay");
+        let why = "timed out".to_string();
+        let o = w.apply(&mut p, 2, Answer::Retry { why, after: None, in_doubt: true, timed_out: true });
+        assert!(!o.answered && o.delivered == 0);
+        assert_eq!(o.retry.map(|r| r.records), Some(2));
+        assert_eq!((w.doubt.len(), w.timeouts, p.records.len()), (2, 1, 2));
     }
 
     #[test]
