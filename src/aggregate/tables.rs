@@ -107,7 +107,7 @@ impl IngestStats {
 /// A gauge in one interval: the last absolute value with the deltas after it applied in arrival
 /// order, or (when no absolute value came) the deltas themselves, which the flush thread applies
 /// one by one to the last known value. Applying them in order, not summed, gives etsy's exact
-/// floating-point result.
+/// floating-point result; only deltas past `max_samples` are summed into the last held one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GaugeAcc {
     pub absolute: Option<f64>,
