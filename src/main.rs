@@ -176,8 +176,8 @@ struct Cli {
     /// Most distinct set members per interval, all sets together [aggregate.max_set_members].
     #[arg(long, env = "KSTATSD_MAX_SET_MEMBERS")]
     max_set_members: Option<usize>,
-    /// Most timer values and pending gauge deltas held per interval, all series together
-    /// [aggregate.max_samples; default 10000000].
+    /// Most timer values and pending gauge deltas held per interval, all series together; past
+    /// it timers are sketched, nothing is dropped [aggregate.max_samples; default 10000000].
     #[arg(long, env = "KSTATSD_MAX_SAMPLES")]
     max_samples: Option<usize>,
 

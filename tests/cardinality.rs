@@ -11,7 +11,7 @@ use common::hostile::*;
 use common::Daemon;
 use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
 use kstatsd::parse::{BadLine, LineBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 // ---- over UDP ----
 
@@ -257,4 +257,76 @@ fn a_set_with_ten_million_members_in_process_keeps_the_tables_bounded() {
     assert_eq!(tables.series_count(), 3);
     assert!(peak < 16 << 20, "the tables held up to {peak} bytes");
     tables.clear();
+}
+
+// ---- a timer flood past max_samples ----
+
+/// One timer gets 20,000 values (the whole milliseconds 1..=20,000, scrambled) with room for
+/// 1,000 held values in the interval, after three values of another timer. Nothing is refused or
+/// lost: `count`, `sum`, `sum_squares`, `lower`, `upper`, `mean` and `std` are exact, the
+/// percentiles and median come from the sketch within its stated relative error (1/128), the
+/// small timer is exact, and the 19,003 values past the budget are `timer_values_sketched` (the
+/// meta counter and the admin `stats` figure), not bad lines.
+#[test]
+fn timer_values_past_max_samples_are_sketched_not_lost() {
+    const N: u64 = 20_000;
+    const HELD: u64 = 1_000;
+    let args = ["--flush-interval=1h", "--max-samples=1000", "--percentiles=90,-10", "--admin=127.0.0.1:0"];
+    let d = Daemon::start(&args);
+    let admin = d.listening("admin")[0].clone();
+    d.send("small:5|ms\nsmall:7|ms\nsmall:9|ms");
+    let values: Vec<u64> = (0..N).map(|i| i * 7919 % N + 1).collect();
+    for chunk in values.chunks(100) {
+        d.send(&chunk.iter().map(|v| format!("big:{v}|ms\n")).collect::<String>());
+    }
+    let deadline = Instant::now() + WAIT;
+    let stats = loop {
+        let stats = admin_stats(&admin);
+        if stat(&stats, "kstatsd.metrics_received") >= (N + 3) as f64 {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "the daemon never read every line: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(stat(&stats, "kstatsd.metrics_received"), (N + 3) as f64);
+    assert_eq!(stat(&stats, "kstatsd.timer_values_sketched"), (N + 3 - HELD) as f64);
+    assert_eq!(stat(&stats, "messages.bad_lines_seen"), 0.0);
+
+    let (status, flushes) = d.terminate(WAIT);
+    assert!(status.success());
+    let s =
+        flushes.iter().find(|f| f.contains_key("stats.timers.big.count")).expect("no flush with the timers");
+    let n = N as f64;
+    let squares = (N as u128 * (N as u128 + 1) * (2 * N as u128 + 1) / 6) as f64;
+    let exact = [
+        ("count", n),
+        ("lower", 1.0),
+        ("upper", n),
+        ("sum", n * (n + 1.0) / 2.0),
+        ("sum_squares", squares),
+        ("mean", (n + 1.0) / 2.0),
+        ("count_90", 18_000.0),
+        ("count_top10", 2_000.0),
+    ];
+    for (stat, want) in exact {
+        assert_eq!(get(s, &format!("stats.timers.big.{stat}")), want, "big.{stat}");
+    }
+    let std = ((n * n - 1.0) / 12.0).sqrt();
+    assert!((get(s, "stats.timers.big.std") - std).abs() < std * 1e-12, "big.std");
+    let sketched = [
+        ("median", (n + 1.0) / 2.0),
+        ("upper_90", 18_000.0),
+        ("sum_90", 18_000.0 * 18_001.0 / 2.0),
+        ("mean_90", 18_001.0 / 2.0),
+        ("lower_top10", 18_001.0),
+    ];
+    for (stat, want) in sketched {
+        let got = get(s, &format!("stats.timers.big.{stat}"));
+        assert!((got - want).abs() <= want / 128.0, "big.{stat}: {got} for {want}");
+    }
+    for (stat, want) in [("count", 3.0), ("sum", 21.0), ("mean", 7.0), ("median", 7.0), ("upper_90", 9.0)] {
+        assert_eq!(get(s, &format!("stats.timers.small.{stat}")), want, "small.{stat}");
+    }
+    assert_eq!(get(s, "stats_counts.statsd.timer_values_sketched"), (N + 3 - HELD) as f64);
+    assert_eq!(get(s, "stats_counts.statsd.bad_lines_seen"), 0.0);
 }

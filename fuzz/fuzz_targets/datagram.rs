@@ -51,6 +51,7 @@ fuzz_target!(|datagram: &[u8]| {
     }
     for (a, b) in tables.timers_mut().iter().zip(one_by_one.timers_mut().iter()) {
         assert_eq!((bits(&a.values), a.count.to_bits()), (bits(&b.values), b.count.to_bits()));
+        assert_eq!(a.sketched, b.sketched, "values past max_samples");
     }
 
     let lines = datagram

@@ -265,7 +265,7 @@ pub fn answer_stats(live: &LiveFigures, f: &FlushFigures<'_>, json: bool) -> Vec
         };
         lines.push((format!("{sink}.{key}"), Value::N(v)));
     }
-    let own: [(&str, u64); 21] = [
+    let own: [(&str, u64); 22] = [
         ("packets_received", all.packets),
         ("metrics_received", all.metrics),
         ("bytes_received", all.bytes),
@@ -285,6 +285,7 @@ pub fn answer_stats(live: &LiveFigures, f: &FlushFigures<'_>, json: bool) -> Vec
         ("config_reload_failures", all.config_reload_failures),
         ("debug_dump_dropped", all.debug_dump_dropped),
         ("packets_not_captured", all.packets_not_captured),
+        ("timer_values_sketched", all.timer_values_sketched),
         ("memory_rss_bytes", rss_bytes()),
         ("healthy", u64::from(live.healthy)),
     ];

@@ -4,9 +4,11 @@
 //! every allocation) and hands it back as the next spare.
 
 mod key;
+pub mod sketch;
 mod tables;
 
 pub use key::{canonical_key, KeyRules};
+pub use sketch::{Sketch, TimerSketch};
 pub use tables::{GaugeAcc, IngestStats, Limits, SeriesRef, Tables, TimerAcc};
 
 use crate::parse::{self, BadLine, LineBuf, Parsed, Sample};

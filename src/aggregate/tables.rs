@@ -12,6 +12,7 @@
 //! the next burst allocates again, on the ingest thread.
 
 use super::key::{canonical_key, KeyRules};
+use super::sketch::TimerSketch;
 use crate::parse::{BadLine, Kind, Sample, SampleValue};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -25,7 +26,8 @@ pub struct Limits {
     /// Distinct set members per interval, over all sets.
     pub max_set_members: usize,
     /// Values held per interval, over all series: timer values, and gauge deltas that wait for
-    /// the last known value (8 bytes each).
+    /// the last known value (8 bytes each). Past it nothing is refused: a timer's further values
+    /// go to its [`TimerSketch`], a gauge's further deltas are added to its last held one.
     pub max_samples: usize,
 }
 
@@ -62,6 +64,8 @@ pub struct IngestStats {
     pub debug_dump_dropped: u64,
     /// Management-port clients disconnected for going over their input or output limit.
     pub admin_clients_dropped: u64,
+    /// Timer values past `max_samples`, counted exactly but summarized by a sketch.
+    pub timer_values_sketched: u64,
 }
 
 impl IngestStats {
@@ -83,6 +87,7 @@ impl IngestStats {
         self.config_reload_failures += other.config_reload_failures;
         self.debug_dump_dropped += other.debug_dump_dropped;
         self.admin_clients_dropped += other.admin_clients_dropped;
+        self.timer_values_sketched += other.timer_values_sketched;
     }
 
     #[inline]
@@ -102,7 +107,7 @@ impl IngestStats {
 /// A gauge in one interval: the last absolute value with the deltas after it applied in arrival
 /// order, or (when no absolute value came) the deltas themselves, which the flush thread applies
 /// one by one to the last known value. Applying them in order, not summed, gives etsy's exact
-/// floating-point result.
+/// floating-point result; only deltas past `max_samples` are summed into the last held one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GaugeAcc {
     pub absolute: Option<f64>,
@@ -125,10 +130,41 @@ impl GaugeAcc {
 }
 
 /// A timer in one interval: every value as received, and the count scaled by sample rates.
+/// Values that arrive once the interval holds `max_samples` go to `sketched` instead, which is
+/// `None` for a timer that never spilled (and kept, cleared, while it keeps spilling).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TimerAcc {
     pub values: Vec<f64>,
     pub count: f64,
+    pub sketched: Option<Box<TimerSketch>>,
+}
+
+impl TimerAcc {
+    /// The figures of the values past `max_samples`, when this interval had any.
+    pub fn spilled(&mut self) -> Option<&mut TimerSketch> {
+        self.sketched.as_deref_mut().filter(|s| s.count > 0)
+    }
+
+    /// Whether the interval had a value for this timer.
+    pub fn has_values(&self) -> bool {
+        !self.values.is_empty() || self.sketched.as_ref().is_some_and(|s| s.count > 0)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sketch(&mut self, v: f64) {
+        self.sketched.get_or_insert_with(Box::default).add(v);
+    }
+
+    /// Empties the timer for the next interval; the sketch is kept only if it was used.
+    fn clear(&mut self) {
+        self.values.clear();
+        self.count = 0.0;
+        match &mut self.sketched {
+            Some(s) if s.count > 0 => s.clear(),
+            _ => self.sketched = None,
+        }
+    }
 }
 
 /// Raw spelling → series id. `off` points into `raw_bytes` (name then raw tags).
@@ -300,8 +336,7 @@ impl Tables {
         }
         self.gauges_len = 0;
         for t in &mut self.timers[..self.timers_len] {
-            t.values.clear();
-            t.count = 0.0;
+            t.clear();
         }
         self.timers_len = 0;
         self.sets.clear();
@@ -444,17 +479,28 @@ impl Tables {
         match (s.kind, s.value) {
             (Kind::Counter, SampleValue::Number(v)) => self.counters[slot] += v,
             (Kind::Timer, SampleValue::Number(v)) => {
-                self.hold_sample()?;
+                let held = self.hold_sample();
                 let t = &mut self.timers[slot];
-                t.values.push(v);
                 t.count += s.weight;
+                if held {
+                    t.values.push(v);
+                } else {
+                    t.sketch(v);
+                    self.stats.timer_values_sketched += 1;
+                }
             }
             (Kind::Gauge, SampleValue::Number(v)) => self.gauges[slot].set(v),
             (Kind::Gauge, SampleValue::Delta(d)) => match &mut self.gauges[slot].absolute {
                 Some(v) => *v += d,
                 None => {
-                    self.hold_sample()?;
-                    self.gauges[slot].deltas.push(d);
+                    // Past the budget a delta joins the gauge's last held one: the same sum,
+                    // rounded once more (exact for whole numbers), and no memory per delta.
+                    let held = self.hold_sample();
+                    let deltas = &mut self.gauges[slot].deltas;
+                    match deltas.last_mut() {
+                        Some(last) if !held => *last += d,
+                        _ => deltas.push(d),
+                    }
                 }
             },
             (Kind::Set, SampleValue::Member { start, end }) => {
@@ -469,14 +515,12 @@ impl Tables {
         Ok(())
     }
 
-    /// Counts one more value held this interval, or refuses it past `max_samples`.
+    /// Counts one more value held this interval; false past `max_samples`.
     #[inline(always)]
-    fn hold_sample(&mut self) -> Result<(), BadLine> {
-        if self.samples >= self.limits.max_samples {
-            return Err(BadLine::TooManySamples);
-        }
-        self.samples += 1;
-        Ok(())
+    fn hold_sample(&mut self) -> bool {
+        let room = self.samples < self.limits.max_samples;
+        self.samples += usize::from(room);
+        room
     }
 
     fn add_member(&mut self, set: usize, member: &[u8]) -> Result<(), BadLine> {
@@ -780,20 +824,28 @@ mod tests {
     }
 
     #[test]
-    fn max_samples_bounds_timer_values_and_pending_gauge_deltas() {
+    fn past_max_samples_timer_values_are_sketched_and_gauge_deltas_summed() {
         let mut t = Tables::new(Limits { max_samples: 3, ..Limits::default() });
-        feed(&mut t, "t:1|ms\nt:2|ms\ng:+1|g\nt:3|ms\ng:-1|g\nh:5|g\nh:+1|g\nc:1|c");
-        let tm = find(&t, Kind::Timer, "t").unwrap();
-        assert_eq!(t.timers[tm.slot].values, vec![1.0, 2.0]);
-        assert_eq!(t.timers[tm.slot].count, 2.0, "a refused value is not counted either");
-        let g = find(&t, Kind::Gauge, "g").unwrap();
-        assert_eq!(t.gauges[g.slot].deltas, vec![1.0]);
-        let h = find(&t, Kind::Gauge, "h").unwrap();
-        assert_eq!(t.gauges[h.slot].absolute, Some(6.0), "a delta on an absolute value holds nothing");
-        assert_eq!(t.stats.bad(BadLine::TooManySamples), 2);
+        let lines = "t:1|ms\nt:2|ms\ng:+1|g\nt:3|ms|@0.5\ng:-1|g\ng:+4|g\nh:5|g\nh:+1|g\nk:-2|g\nt:7|ms";
+        feed(&mut t, lines);
+        assert_eq!((t.stats.bad_total(), t.stats.timer_values_sketched), (0, 2));
+        let tm = find(&t, Kind::Timer, "t").unwrap().slot;
+        let timer = &mut t.timers_mut()[tm];
+        assert_eq!((&timer.values[..], timer.count), (&[1.0, 2.0][..], 5.0), "every value counted");
+        let s = timer.spilled().unwrap();
+        assert_eq!((s.count, s.sum, s.sum_squares, s.lower, s.upper), (2, 10.0, 58.0, 3.0, 7.0));
+        assert_eq!(s.sketch.count(), 2);
+        let acc = |k: &str| t.gauges[find(&t, Kind::Gauge, k).unwrap().slot].clone();
+        assert_eq!(acc("g").deltas, vec![4.0], "deltas past the budget join the last held one");
+        assert_eq!(acc("k").deltas, vec![-2.0], "a gauge's first delta is held regardless");
+        assert_eq!(acc("h").absolute, Some(6.0), "a delta on an absolute value holds nothing");
         t.clear();
         feed(&mut t, "t:4|ms");
-        assert_eq!(t.stats.bad(BadLine::TooManySamples), 0, "the budget is per interval");
+        let timer = &mut t.timers_mut()[0];
+        assert!(timer.spilled().is_none(), "the budget is per interval");
+        assert_eq!(timer.values, vec![4.0]);
+        t.clear();
+        assert!(t.timers[0].sketched.is_none(), "a sketch is kept only while it is used");
     }
 
     #[test]

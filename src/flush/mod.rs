@@ -17,7 +17,7 @@ use crate::config::AggregateConfig;
 use crate::parse::{BadLine, Kind};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
-use summarize::{summarize_timer, Scratch};
+use summarize::{summarize, Scratch};
 
 /// Where each kind of series is named, precomputed from the naming options (legacy namespace,
 /// prefixes, suffix, meta prefix).
@@ -182,16 +182,8 @@ impl Flusher {
                     let timer = &mut tables.timers_mut()[slot];
                     k.last = timer.count;
                     let (pcts_at, hist_at) = (snap.pcts.len() as u32, snap.hist.len() as u32);
-                    let stats = (!timer.values.is_empty()).then(|| {
-                        summarize_timer(
-                            &mut timer.values,
-                            &config.percentiles,
-                            bins,
-                            scratch,
-                            &mut snap.pcts,
-                            &mut snap.hist,
-                        )
-                    });
+                    let stats =
+                        summarize(timer, &config.percentiles, bins, scratch, &mut snap.pcts, &mut snap.hist);
                     snap.timers.push(TimerOut {
                         key: key_ref,
                         count: timer.count,
@@ -411,6 +403,7 @@ fn inject_meta(tables: &mut Tables, prefix: &str, meta: &FlushMeta) {
         ("config_reloads", stats.config_reloads),
         ("config_reload_failures", stats.config_reload_failures),
         ("debug_dump_dropped", stats.debug_dump_dropped),
+        ("timer_values_sketched", stats.timer_values_sketched),
     ];
     for (suffix, n) in optional {
         if n > 0 {

@@ -48,8 +48,6 @@ pub enum BadLine {
     TooManySeries,
     /// A set member beyond `max_set_members` in this interval.
     TooManySetMembers,
-    /// A timer value or pending gauge delta beyond `max_samples` in this interval.
-    TooManySamples,
     /// A datagram longer than the receive buffer (its lines are all lost; counted once).
     Truncated,
     /// A line on a stream (TCP, Unix stream) longer than `max_line_bytes`.
@@ -69,7 +67,7 @@ pub enum BadLine {
 }
 
 impl BadLine {
-    pub const ALL: [BadLine; 23] = [
+    pub const ALL: [BadLine; 22] = [
         BadLine::NoValue,
         BadLine::EmptyName,
         BadLine::NoType,
@@ -85,7 +83,6 @@ impl BadLine {
         BadLine::TooManyTags,
         BadLine::TooManySeries,
         BadLine::TooManySetMembers,
-        BadLine::TooManySamples,
         BadLine::Truncated,
         BadLine::LineTooLong,
         BadLine::InvalidJson,
@@ -114,7 +111,6 @@ impl BadLine {
             BadLine::TooManyTags => "too_many_tags",
             BadLine::TooManySeries => "too_many_series",
             BadLine::TooManySetMembers => "too_many_set_members",
-            BadLine::TooManySamples => "too_many_samples",
             BadLine::Truncated => "truncated_datagram",
             BadLine::LineTooLong => "line_too_long",
             BadLine::InvalidJson => "invalid_json",

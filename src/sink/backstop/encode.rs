@@ -8,9 +8,9 @@
 //! has prefixed it); anything else is left out and counted.
 
 use crate::flush::{CounterNames, Naming, Snapshot};
+use crate::fmt::{write_f64, write_json_str, write_u64};
 use crate::sink::graphite::encode::breaks_line;
 use crate::sink::outbox::{Batch, Dropped, Encode, FlushTag, Outbox};
-use crate::fmt::{write_f64, write_json_str, write_u64};
 use std::time::Instant;
 
 /// Carbon's longest line (Backstop forwards each item as `{source}.{metric} {value} {time}`).

@@ -10,9 +10,9 @@
 
 use crate::config::GraphiteProtocol;
 use crate::flush::{CounterNames, Naming, Snapshot};
+use crate::fmt::{write_f64, write_u64};
 use crate::sink::outbox::{Batch, Dropped, Encode, FlushTag, Outbox};
 use crate::sink::pickle::{FrameWriter, MAX_FRAME};
-use crate::fmt::{write_f64, write_u64};
 use std::time::Instant;
 
 /// Longest plaintext line carbon takes (Twisted's `LineOnlyReceiver.MAX_LENGTH`); we count the
