@@ -27,5 +27,6 @@ pub mod net;
 pub mod parse;
 pub mod reload;
 pub mod server;
+pub mod settings;
 pub mod sink;
 pub mod source;

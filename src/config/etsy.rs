@@ -12,11 +12,11 @@
 //! in one warning; a backend kstatsd does not have is an error. Runs on the main thread at
 //! start-up and on reload (SIGHUP).
 
-use super::BinFile;
-use super::{
-    Config, ConfigError, ConsoleFile, FileConfig, GraphiteFile, HistogramFile, KafkaRestFile, Overrides,
-    Secret,
-};
+use super::{BinFile, Config, ConfigError, FileConfig, HistogramFile, Overrides, Period, Secret};
+use crate::flush::config::Histograms;
+use crate::sink::console::ConsoleSection;
+use crate::sink::graphite::config::{GraphiteProtocol, GraphiteSection};
+use crate::sink::kafka_rest::config::{KafkaContentType, KafkaFormat, KafkaRestSection};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -995,7 +995,9 @@ impl<'a> Mapper<'a> {
         // etsy: `Number(flushInterval || 10000)` milliseconds.
         if let Some((ms, at)) = self.root.num("flushInterval")? {
             if ms != 0.0 {
-                self.out.aggregate.flush_interval = Some(format!("{ms}ms"));
+                let interval =
+                    format!("{ms}ms").parse::<Period>().map_err(|e| at_key("flushInterval", at, &e))?;
+                self.out.aggregate.flush_interval = Some(interval);
                 self.origin("aggregate.flush_interval", "flushInterval", at);
             }
         }
@@ -1055,7 +1057,7 @@ impl<'a> Mapper<'a> {
                 rule.leftovers(&mut self.ignored);
                 rules.push(HistogramFile { metric, bins });
             }
-            self.out.aggregate.histograms = Some(rules);
+            self.out.aggregate.histograms = Some(Histograms(rules));
             self.origin("histogram `", "histogram", n.at);
         }
         self.root.ignore("calculatedTimerMetrics", "kstatsd sends every timer statistic", &mut self.ignored);
@@ -1191,11 +1193,15 @@ impl<'a> Mapper<'a> {
                 if let Some((_, at)) = if pickle { pickle_port } else { text_port } {
                     self.origin("sinks.graphite.port", port_key, at);
                 }
-                self.out.sinks.graphite = Some(GraphiteFile {
+                self.out.sinks.graphite = Some(GraphiteSection {
                     host: Some(host),
                     port: Some(port),
-                    protocol: Some(if pickle { "pickle" } else { "plaintext" }.into()),
-                    ..GraphiteFile::default()
+                    protocol: Some(if pickle {
+                        GraphiteProtocol::Pickle
+                    } else {
+                        GraphiteProtocol::Plaintext
+                    }),
+                    ..GraphiteSection::default()
                 });
             }
             (true, _) if explicit => {
@@ -1220,7 +1226,7 @@ impl<'a> Mapper<'a> {
         // The console.
         let console = kinds.contains(&Backend::Console);
         self.out.sinks.console =
-            Some(ConsoleFile { format: Some(if console { "json" } else { "off" }.into()) });
+            Some(ConsoleSection { format: Some(if console { "json" } else { "off" }.into()) });
         match self.root.get("console") {
             Some(Node { value: Js::Obj(members), .. }) => {
                 let mut c = Obj::new(members, "console");
@@ -1240,13 +1246,13 @@ impl<'a> Mapper<'a> {
                     let (topic, topic_at) = topic.ok_or_else(|| {
                         at_key("restProxyUrl", at, "statsd-kafka-backend also needs `kafkaTopic`")
                     })?;
-                    self.out.sinks.kafka_rest = Some(KafkaRestFile {
+                    self.out.sinks.kafka_rest = Some(KafkaRestSection {
                         url: Some(Secret(proxy_base(&url))),
                         topic: Some(topic),
-                        format: Some("flat".into()),
-                        content_type: Some(super::KafkaContentType::JsonV1.media_type().into()),
+                        format: Some(KafkaFormat::Flat),
+                        content_type: Some(KafkaContentType::JsonV1),
                         key: Some("none".into()),
-                        ..KafkaRestFile::default()
+                        ..KafkaRestSection::default()
                     });
                     self.origin("sinks.kafka_rest.url", "restProxyUrl", at);
                     self.origin("sinks.kafka_rest.topic", "kafkaTopic", topic_at);
@@ -1483,8 +1489,9 @@ fn proxy_base(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConsoleFormat, GraphiteProtocol, KafkaContentType, KafkaFormat, RecordKey};
     use crate::flush::summarize::{Bound, Percentile};
+    use crate::sink::console::ConsoleFormat;
+    use crate::sink::kafka_rest::config::RecordKey;
     use std::time::Duration;
 
     fn js(text: &str) -> Js {
@@ -2186,7 +2193,7 @@ mod tests {
 
     #[test]
     fn the_format_is_picked_by_extension_or_flag() {
-        use crate::config::ConfigFormat;
+        use crate::config::{AggregateSection, ConfigFormat};
         let dir = std::env::temp_dir().join(format!("kstatsd-etsy-format-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let js = dir.join("config.js");
@@ -2206,7 +2213,9 @@ mod tests {
         let e = Config::load(Some(&toml), &Overrides::default()).unwrap_err();
         assert!(e.0.starts_with(&format!("{}: line 1, column 1", toml.display())), "{e}");
         // Flags still beat the file.
-        let ov = Overrides { flush_interval: Some("2s".into()), ..Overrides::default() };
+        let aggregate =
+            AggregateSection { flush_interval: Some("2s".parse().unwrap()), ..Default::default() };
+        let ov = Overrides { aggregate, ..Overrides::default() };
         assert_eq!(Config::load(Some(&js), &ov).unwrap().aggregate.flush_interval, Duration::from_secs(2));
         assert_eq!(ConfigFormat::parse("etsy"), Ok(ConfigFormat::Etsy));
         assert!(ConfigFormat::parse("json").is_err());

@@ -6,6 +6,7 @@
 //! flush merges the interval's tables into that state, summarizes timers with etsy's exact maths,
 //! and fills a reused [`Snapshot`] that the sinks read.
 
+pub mod config;
 pub mod hook;
 pub mod snapshot;
 pub mod summarize;
@@ -14,8 +15,8 @@ pub mod thread;
 pub use snapshot::{CounterNames, CounterOut, GaugeOut, KeyRef, SetOut, Snapshot, TimerOut};
 
 use crate::aggregate::{IngestStats, Tables};
-use crate::config::AggregateConfig;
 use crate::parse::{BadLine, Kind};
+pub use config::AggregateConfig;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use summarize::{summarize_timer, Scratch};

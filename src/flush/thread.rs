@@ -10,10 +10,10 @@
 //! runs the failure hook when a sink fails ([`super::hook`]). All of these arrive on the one
 //! channel the flushes come on, so the thread waits on a single `recv`.
 
+use super::config::{AggregateConfig, FailureHook};
 use super::hook::Hooks;
 use super::{FlushMeta, Flusher, Naming};
 use crate::aggregate::{IngestStats, Tables};
-use crate::config::{AggregateConfig, FailureHook};
 use crate::net::admin::{self, FlushFigures, Query};
 use crate::net::drops::KernelDrops;
 use crate::sink::Sink;

@@ -5,12 +5,14 @@
 //! protocol are in [`tcp`], [`uds`] and [`admin`].
 
 pub mod admin;
+pub mod config;
 pub mod drops;
 pub mod framing;
 pub mod recvmmsg;
 pub mod tcp;
 pub mod uds;
 
+pub use config::ServerConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -114,7 +116,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint a server config asks for.
-    pub fn all(c: &crate::config::ServerConfig) -> Vec<Endpoint> {
+    pub fn all(c: &ServerConfig) -> Vec<Endpoint> {
         let mut v: Vec<Endpoint> = c.udp.iter().map(|a| Endpoint::Udp(*a)).collect();
         v.extend(c.json_udp.iter().map(|a| Endpoint::JsonUdp(*a)));
         v.extend(c.unix_dgram.iter().map(|p| Endpoint::UnixDgram(p.clone())));
@@ -140,7 +142,7 @@ impl Bound {
 }
 
 /// Binds one input and logs where it listens (`<kind> listening on <address>`; tests read it).
-pub fn bind(e: &Endpoint, c: &crate::config::ServerConfig) -> io::Result<Bound> {
+pub fn bind(e: &Endpoint, c: &ServerConfig) -> io::Result<Bound> {
     let with_context =
         |what: &str, r: io::Error| io::Error::new(r.kind(), format!("cannot bind {what}: {r}"));
     let bound = match e {

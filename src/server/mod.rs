@@ -30,11 +30,12 @@ use ingest::ingest_unusual;
 use streams::{Conn, Role};
 
 use crate::aggregate::{Limits, Tables};
-use crate::config::{BusyPoll, Config};
+use crate::config::Config;
 use crate::dump::DebugDump;
 use crate::flush::thread::{FlushHandle, FlushJob, FlushMsg};
 use crate::flush::FlushMeta;
 use crate::net::admin;
+use crate::net::config::BusyPoll;
 use crate::net::recvmmsg::Batch;
 use crate::net::{Bound, DgramSocket, Endpoint, ListenerSocket};
 use crate::parse::LineBuf;

@@ -12,8 +12,8 @@
 //! Also here, for the delivery thread: the framing of records into a request body, and the split
 //! of a flat record in two when the proxy says it is too large.
 
+use super::config::KafkaFormat;
 use super::queue::{FlushTag, Payload};
-use crate::config::KafkaFormat;
 use crate::flush::{CounterNames, KeyRef, Naming, Snapshot};
 use crate::sink::{write_f64, write_json_str, write_u64};
 

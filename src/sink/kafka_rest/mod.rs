@@ -16,6 +16,7 @@
 //! `requests`,
 //! `queue_bytes`, `queue_payloads`.
 
+pub mod config;
 pub(crate) mod encode;
 pub(crate) mod queue;
 mod url;
@@ -25,8 +26,8 @@ pub use queue::DropReason;
 pub use url::{ProxyUrl, UrlCredentials};
 
 use super::{FlushReport, Sink, SinkError};
-use crate::config::{KafkaContentType, KafkaRestConfig, RecordKey};
 use crate::flush::{Naming, Snapshot};
+pub use config::{KafkaContentType, KafkaFormat, KafkaRestConfig, KafkaRestSection, RecordKey};
 use encode::{Encoder, Framing, PayloadOut};
 use queue::{FlushTag, Payload, Shared};
 use std::sync::atomic::Ordering::Relaxed;
@@ -188,10 +189,12 @@ impl Drop for KafkaRest {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::*;
+    use super::config::*;
+    use crate::config::{parse_file, Config, ConfigError, Overrides, Secret};
+    use crate::sink::console::ConsoleFormat;
     use std::time::Duration;
 
-    fn build(toml: &str, ov: KafkaRestOverrides) -> Result<Config, ConfigError> {
+    fn build(toml: &str, ov: KafkaRestSection) -> Result<Config, ConfigError> {
         Config::build(parse_file(toml)?, &Overrides { kafka_rest: ov, ..Overrides::default() })
     }
 
@@ -199,7 +202,7 @@ mod tests {
 
     #[test]
     fn defaults_and_the_console_default() {
-        let c = build(MIN, KafkaRestOverrides::default()).unwrap();
+        let c = build(MIN, KafkaRestSection::default()).unwrap();
         let k = c.kafka_rest.as_ref().unwrap();
         assert_eq!(k.url.base(), "http://127.0.0.1:8082");
         assert_eq!(
@@ -218,20 +221,20 @@ mod tests {
             (Duration::from_millis(100), Duration::from_secs(30))
         );
         assert_eq!(c.console, None, "the console is the default only when no other sink is configured");
-        let c = build(&format!("{MIN}[sinks.console]\nformat = \"json\""), KafkaRestOverrides::default())
-            .unwrap();
+        let c =
+            build(&format!("{MIN}[sinks.console]\nformat = \"json\""), KafkaRestSection::default()).unwrap();
         assert_eq!(c.console, Some(ConsoleFormat::Json));
         assert_eq!(Config::defaults().kafka_rest, None);
     }
 
     #[test]
     fn flags_configure_it_alone_and_beat_the_file() {
-        let ov = KafkaRestOverrides {
+        let ov = KafkaRestSection {
             url: Some(Secret("https://u:p@proxy:8082/".into())),
             topic: Some("t.1".into()),
-            format: Some("tagged".into()),
+            format: Some(KafkaFormat::Tagged),
             key: Some("none".into()),
-            ..KafkaRestOverrides::default()
+            ..KafkaRestSection::default()
         };
         let k = build("", ov.clone()).unwrap().kafka_rest.unwrap();
         assert_eq!((k.url.base().as_str(), k.topic.as_str()), ("https://proxy:8082", "t.1"));
@@ -243,7 +246,7 @@ mod tests {
 
     #[test]
     fn bad_settings_say_what_to_change() {
-        let bad = |extra: &str| build(&format!("{MIN}{extra}"), KafkaRestOverrides::default()).unwrap_err().0;
+        let bad = |extra: &str| build(&format!("{MIN}{extra}"), KafkaRestSection::default()).unwrap_err().0;
         assert!(bad("format = \"csv\"").contains("flat or tagged"));
         assert!(bad("content_type = \"application/json\"").contains("application/vnd.kafka.json.v2+json"));
         assert!(bad("key = \"\"").contains("none"));
@@ -256,20 +259,19 @@ mod tests {
         assert!(bad("timeout = \"0s\"").contains("timeout"));
         assert!(bad("timeout = \"10s\"\nresend_timeout = \"5s\"").contains("resend_timeout must be at least"));
         assert!(bad("colour = \"blue\"").contains("unknown field"));
-        let e = build("[sinks.kafka_rest]\ntopic = \"metrics\"", KafkaRestOverrides::default()).unwrap_err();
+        let e = build("[sinks.kafka_rest]\ntopic = \"metrics\"", KafkaRestSection::default()).unwrap_err();
         assert!(e.0.contains("url is required"), "{e}");
         let e =
-            build("[sinks.kafka_rest]\nurl = \"http://h:1\"\ntopic = \"a b\"", KafkaRestOverrides::default());
+            build("[sinks.kafka_rest]\nurl = \"http://h:1\"\ntopic = \"a b\"", KafkaRestSection::default());
         assert!(e.unwrap_err().0.contains("not a Kafka topic name"));
-        let e =
-            build("", KafkaRestOverrides { topic: Some("metrics".into()), ..KafkaRestOverrides::default() });
+        let e = build("", KafkaRestSection { topic: Some("metrics".into()), ..KafkaRestSection::default() });
         assert!(e.unwrap_err().0.contains("--kafka-topic"));
         // A binary record is a third larger once base64-encoded: the default request grows.
         let c = build(
             &format!(
                 "{MIN}content_type = \"application/vnd.kafka.binary.v2+json\"\nmax_record_bytes = \"4MiB\""
             ),
-            KafkaRestOverrides::default(),
+            KafkaRestSection::default(),
         );
         assert!(c.unwrap().kafka_rest.unwrap().max_request_bytes > (4 << 20) * 4 / 3);
     }
@@ -278,7 +280,7 @@ mod tests {
     fn the_effective_config_redacts_credentials_and_round_trips_the_rest() {
         let text = "[sinks.kafka_rest]\nurl = \"http://al%69ce:s3cret@127.0.0.1:8082/k\"\ntopic = \"metrics\"\n\
                     format = \"tagged\"\nkey = \"rack-7\"\ntimeout = \"1500ms\"\nmax_queue_bytes = \"8MiB\"\n";
-        let c = build(text, KafkaRestOverrides::default()).unwrap();
+        let c = build(text, KafkaRestSection::default()).unwrap();
         let shown = c.to_toml();
         assert!(
             !shown.contains("s3cret") && !shown.contains("alice") && !shown.contains("al%69ce"),
@@ -287,7 +289,7 @@ mod tests {
         assert!(shown.contains("url = \"http://127.0.0.1:8082/k\""), "{shown}");
         assert!(format!("{c:?}").find("s3cret").is_none());
         let mut again =
-            build(&shown.replace("\"<redacted>\"", "\"x\""), KafkaRestOverrides::default()).unwrap();
+            build(&shown.replace("\"<redacted>\"", "\"x\""), KafkaRestSection::default()).unwrap();
         let k = again.kafka_rest.as_mut().unwrap();
         assert_eq!(k.username, Some(Secret("x".into())));
         k.username = Some(Secret("alice".into()));

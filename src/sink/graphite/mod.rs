@@ -19,11 +19,13 @@
 //! non-finite values (carbon ignores NaN). Pickle frames stay under carbon's 1 MiB limit
 //! ([`super::pickle`]).
 
+pub mod config;
+
 use super::outbox::{Batch, Deliver, Dropped, Limits, Outbox, Outcome};
 use super::pickle::{FrameWriter, MAX_FRAME};
 use super::{write_f64, write_u64, FlushReport, Sink, SinkError};
-use crate::config::{GraphiteConfig, GraphiteProtocol};
 use crate::flush::{CounterNames, Naming, Snapshot};
+pub use config::{GraphiteConfig, GraphiteProtocol, GraphiteSection};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};

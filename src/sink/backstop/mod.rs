@@ -20,10 +20,12 @@
 //! them apart, sends them as an `Authorization: Basic` header, and never prints them: its
 //! `Display` and `Debug` show `<redacted>` instead, and ureq only ever sees the URL without them.
 
+pub mod config;
+
 use super::outbox::{Batch, Deliver, Dropped, Limits, Outbox, Outcome};
 use super::{write_f64, write_json_str, write_u64, FlushReport, Sink, SinkError};
-use crate::config::BackstopConfig;
 use crate::flush::{CounterNames, Naming, Snapshot};
+pub use config::{BackstopConfig, BackstopSection};
 use std::fmt;
 use std::time::{Duration, Instant};
 
