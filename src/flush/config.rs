@@ -217,6 +217,15 @@ impl AggregateConfig {
     }
 }
 
+impl AggregateConfig {
+    /// `[aggregate]`'s keys as TOML text (without the header), validated, with no flags.
+    pub fn from_toml(keys: &str) -> Result<AggregateConfig, ConfigError> {
+        let section: AggregateSection =
+            toml::from_str(keys).map_err(|e| ConfigError(e.message().to_string()))?;
+        AggregateConfig::validate(section)
+    }
+}
+
 fn parse_bins(h: &HistogramFile) -> Result<Vec<Bound>, ConfigError> {
     let mut bins = Vec::new();
     for b in &h.bins {

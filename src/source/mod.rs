@@ -136,7 +136,7 @@ fn for_each_gone(old: &Gauges, new: &Gauges, mut gone: impl FnMut(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::flush::config::AggregateConfig;
     use crate::flush::{CounterNames, FlushMeta, Naming};
     use std::collections::BTreeMap;
 
@@ -158,7 +158,7 @@ mod tests {
     /// the set disappears from the output (even with idle gauges kept by default).
     #[test]
     fn recorded_at_every_flush_and_vanished_series_are_deleted() {
-        let config = Config::defaults().aggregate;
+        let config = AggregateConfig::from_toml("").unwrap();
         let naming = Naming::new(&config);
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());

@@ -262,7 +262,7 @@ impl Deliver for Carbon {
 mod tests {
     use super::*;
     use crate::aggregate::{ingest_datagram, Tables};
-    use crate::config::{parse_file, Config, Overrides};
+    use crate::flush::config::AggregateConfig;
     use crate::flush::{FlushMeta, Flusher};
 
     const TRAFFIC: &str = "api.hits:3|c\napi.hits:2|c|@0.5\napi.lat:10|ms\napi.lat:20|ms\napi.lat:30|ms\n\
@@ -280,12 +280,10 @@ mod tests {
 
     /// Renders `datagrams` (one flush) with `aggregate` settings, in both protocols.
     fn render(aggregate: &str, datagrams: &[&[u8]]) -> Rendered {
-        let config =
-            Config::build(parse_file(&format!("[aggregate]\n{aggregate}")).unwrap(), &Overrides::default())
-                .unwrap();
-        let naming = Naming::new(&config.aggregate);
-        let mut flusher = Flusher::new(config.aggregate.clone());
-        let mut tables = Tables::new(config.aggregate.limits.clone());
+        let aggregate = AggregateConfig::from_toml(aggregate).unwrap();
+        let naming = Naming::new(&aggregate);
+        let mut flusher = Flusher::new(aggregate.clone());
+        let mut tables = Tables::new(aggregate.limits.clone());
         let mut buf = Default::default();
         for d in datagrams {
             ingest_datagram(&mut tables, d, &mut buf);
