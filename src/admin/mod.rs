@@ -38,7 +38,7 @@ crate::section! {
     pub struct HttpSection {
         /// Serve /metrics (Prometheus text format) and /healthz on this IP:port, or off [http.listen;
         /// default off].
-        #[arg(id = "http", long = "http", env = "KSTATSD_HTTP")]
+        #[arg(id = "HTTP", long = "http", env = "KSTATSD_HTTP")]
         pub listen: Option<String>,
     }
 }

@@ -16,7 +16,7 @@ crate::section! {
     /// `[sinks.console]`, and its flag.
     pub struct ConsoleSection {
         /// Console sink: json, text or off [sinks.console.format; default json].
-        #[arg(id = "console", long = "console", env = "KSTATSD_CONSOLE")]
+        #[arg(id = "CONSOLE", long = "console", env = "KSTATSD_CONSOLE")]
         pub format: Option<String>,
     }
 }

@@ -19,19 +19,19 @@ crate::section! {
     pub struct BackstopSection {
         /// Backstop sink: the publish URL, http(s)://[user:password@]host[:port]/publish/NAME; any
         /// --backstop-* flag turns the sink on [sinks.backstop.url].
-        #[arg(id = "backstop_url", long = "backstop-url", env = "KSTATSD_BACKSTOP_URL", hide_env_values = true)]
+        #[arg(id = "BACKSTOP_URL", long = "backstop-url", env = "KSTATSD_BACKSTOP_URL", hide_env_values = true)]
         pub url: Option<Secret>,
         /// Backstop publish URL, as docker-stats-to-backstop's --backstop (same as --backstop-url)
         /// [sinks.backstop.url].
-        #[arg(id = "backstop", long = "backstop", env = "SRV_BACKSTOP", hide_env_values = true)]
+        #[arg(id = "BACKSTOP", long = "backstop", env = "SRV_BACKSTOP", hide_env_values = true)]
         #[serde(skip)]
         pub srv_backstop: Option<Secret>,
         /// Bound on one POST [sinks.backstop.timeout; default 10s].
-        #[arg(id = "backstop_timeout", long = "backstop-timeout", env = "KSTATSD_BACKSTOP_TIMEOUT")]
+        #[arg(id = "BACKSTOP_TIMEOUT", long = "backstop-timeout", env = "KSTATSD_BACKSTOP_TIMEOUT")]
         pub timeout: Option<Period>,
         /// Largest POST body; a larger flush is split [sinks.backstop.max_request_bytes; 1MiB].
         #[arg(
-            id = "backstop_max_request_bytes",
+            id = "BACKSTOP_MAX_REQUEST_BYTES",
             long = "backstop-max-request-bytes",
             env = "KSTATSD_BACKSTOP_MAX_REQUEST_BYTES"
         )]
@@ -39,28 +39,28 @@ crate::section! {
         /// Bound on unsent bodies; the oldest are dropped past it [sinks.backstop.max_queue_bytes;
         /// default 64MiB].
         #[arg(
-            id = "backstop_max_queue_bytes",
+            id = "BACKSTOP_MAX_QUEUE_BYTES",
             long = "backstop-max-queue-bytes",
             env = "KSTATSD_BACKSTOP_MAX_QUEUE_BYTES"
         )]
         pub max_queue_bytes: Option<Size>,
         /// First retry delay [sinks.backstop.retry_backoff; default 100ms].
         #[arg(
-            id = "backstop_retry_backoff",
+            id = "BACKSTOP_RETRY_BACKOFF",
             long = "backstop-retry-backoff",
             env = "KSTATSD_BACKSTOP_RETRY_BACKOFF"
         )]
         pub retry_backoff: Option<Period>,
         /// Longest retry delay [sinks.backstop.retry_backoff_max; default 10s].
         #[arg(
-            id = "backstop_retry_backoff_max",
+            id = "BACKSTOP_RETRY_BACKOFF_MAX",
             long = "backstop-retry-backoff-max",
             env = "KSTATSD_BACKSTOP_RETRY_BACKOFF_MAX"
         )]
         pub retry_backoff_max: Option<Period>,
         /// For an https URL: a PEM file of the only CAs to trust, instead of the built-in public roots
         /// [sinks.backstop.ca_file].
-        #[arg(id = "backstop_ca_file", long = "backstop-ca-file", env = "KSTATSD_BACKSTOP_CA_FILE")]
+        #[arg(id = "BACKSTOP_CA_FILE", long = "backstop-ca-file", env = "KSTATSD_BACKSTOP_CA_FILE")]
         pub ca_file: Option<PathBuf>,
     }
 }

@@ -21,35 +21,35 @@ crate::section! {
         pub address: Option<String>,
         /// Graphite sink: carbon's host; any --graphite-* flag turns the sink on
         /// [sinks.graphite.host; default 127.0.0.1].
-        #[arg(id = "graphite_host", long = "graphite-host", env = "KSTATSD_GRAPHITE_HOST")]
+        #[arg(id = "GRAPHITE_HOST", long = "graphite-host", env = "KSTATSD_GRAPHITE_HOST")]
         pub host: Option<String>,
         /// Carbon's port [sinks.graphite.port; default 2003 plaintext, 2004 pickle].
-        #[arg(id = "graphite_port", long = "graphite-port", env = "KSTATSD_GRAPHITE_PORT")]
+        #[arg(id = "GRAPHITE_PORT", long = "graphite-port", env = "KSTATSD_GRAPHITE_PORT")]
         pub port: Option<u16>,
         /// plaintext or pickle [sinks.graphite.protocol; default plaintext].
-        #[arg(id = "graphite_protocol", long = "graphite-protocol", env = "KSTATSD_GRAPHITE_PROTOCOL")]
+        #[arg(id = "GRAPHITE_PROTOCOL", long = "graphite-protocol", env = "KSTATSD_GRAPHITE_PROTOCOL")]
         pub protocol: Option<GraphiteProtocol>,
         /// Bound on connecting and on writing one flush [sinks.graphite.timeout; default 10s].
-        #[arg(id = "graphite_timeout", long = "graphite-timeout", env = "KSTATSD_GRAPHITE_TIMEOUT")]
+        #[arg(id = "GRAPHITE_TIMEOUT", long = "graphite-timeout", env = "KSTATSD_GRAPHITE_TIMEOUT")]
         pub timeout: Option<Period>,
         /// Bound on unsent flushes; the oldest are dropped past it [sinks.graphite.max_queue_bytes;
         /// default 64MiB].
         #[arg(
-            id = "graphite_max_queue_bytes",
+            id = "GRAPHITE_MAX_QUEUE_BYTES",
             long = "graphite-max-queue-bytes",
             env = "KSTATSD_GRAPHITE_MAX_QUEUE_BYTES"
         )]
         pub max_queue_bytes: Option<Size>,
         /// First retry delay [sinks.graphite.retry_backoff; default 100ms].
         #[arg(
-            id = "graphite_retry_backoff",
+            id = "GRAPHITE_RETRY_BACKOFF",
             long = "graphite-retry-backoff",
             env = "KSTATSD_GRAPHITE_RETRY_BACKOFF"
         )]
         pub retry_backoff: Option<Period>,
         /// Longest retry delay [sinks.graphite.retry_backoff_max; default 10s].
         #[arg(
-            id = "graphite_retry_backoff_max",
+            id = "GRAPHITE_RETRY_BACKOFF_MAX",
             long = "graphite-retry-backoff-max",
             env = "KSTATSD_GRAPHITE_RETRY_BACKOFF_MAX"
         )]

@@ -27,7 +27,7 @@ crate::section! {
         /// sink on [sinks.kafka.brokers]. The shared --kafka-topic, --kafka-format, --kafka-key,
         /// --kafka-timeout, --kafka-max-record-bytes, --kafka-max-queue-bytes, --kafka-username,
         /// --kafka-password and --kafka-ca-file apply to it too.
-        #[arg(id = "kafka_brokers", long = "kafka-brokers", env = "KSTATSD_KAFKA_BROKERS", value_delimiter = ',')]
+        #[arg(id = "KAFKA_BROKERS", long = "kafka-brokers", env = "KSTATSD_KAFKA_BROKERS", value_delimiter = ',')]
         pub brokers: Option<Vec<String>>,
         #[arg(skip)]
         pub topic: Option<String>,
@@ -36,10 +36,10 @@ crate::section! {
         #[arg(skip)]
         pub key: Option<String>,
         /// all (idempotent), 1 or 0 [sinks.kafka.acks; default all].
-        #[arg(id = "kafka_acks", long = "kafka-acks", env = "KSTATSD_KAFKA_ACKS")]
+        #[arg(id = "KAFKA_ACKS", long = "kafka-acks", env = "KSTATSD_KAFKA_ACKS")]
         pub acks: Option<String>,
         /// none, gzip, snappy, lz4 or zstd [sinks.kafka.compression; default none].
-        #[arg(id = "kafka_compression", long = "kafka-compression", env = "KSTATSD_KAFKA_COMPRESSION")]
+        #[arg(id = "KAFKA_COMPRESSION", long = "kafka-compression", env = "KSTATSD_KAFKA_COMPRESSION")]
         pub compression: Option<String>,
         #[arg(skip)]
         pub timeout: Option<Period>,
@@ -48,13 +48,13 @@ crate::section! {
         #[arg(skip)]
         pub max_queue_bytes: Option<Size>,
         /// TLS to the brokers (true/false) [sinks.kafka.tls; default false].
-        #[arg(id = "kafka_tls", long = "kafka-tls", env = "KSTATSD_KAFKA_TLS")]
+        #[arg(id = "KAFKA_TLS", long = "kafka-tls", env = "KSTATSD_KAFKA_TLS")]
         pub tls: Option<bool>,
         #[arg(skip)]
         pub ca_file: Option<PathBuf>,
         /// SASL: plain, scram-sha-256 or scram-sha-512, with --kafka-username and --kafka-password
         /// [sinks.kafka.sasl_mechanism].
-        #[arg(id = "kafka_sasl_mechanism", long = "kafka-sasl-mechanism", env = "KSTATSD_KAFKA_SASL_MECHANISM")]
+        #[arg(id = "KAFKA_SASL_MECHANISM", long = "kafka-sasl-mechanism", env = "KSTATSD_KAFKA_SASL_MECHANISM")]
         pub sasl_mechanism: Option<String>,
         #[arg(skip)]
         pub username: Option<Secret>,

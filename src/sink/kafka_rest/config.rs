@@ -23,72 +23,72 @@ crate::section! {
     pub struct KafkaRestSection {
         /// Kafka REST Proxy sink: the proxy's URL, http(s)://[user:password@]host[:port][/prefix];
         /// turns the sink on [sinks.kafka_rest.url].
-        #[arg(id = "kafka_rest", long = "kafka-rest", env = "KSTATSD_KAFKA_REST", hide_env_values = true)]
+        #[arg(id = "KAFKA_REST", long = "kafka-rest", env = "KSTATSD_KAFKA_REST", hide_env_values = true)]
         pub url: Option<Secret>,
         /// Topic to produce to, for every Kafka sink configured [sinks.kafka_rest.topic,
         /// sinks.kafka.topic; required].
-        #[arg(id = "kafka_topic", long = "kafka-topic", env = "KSTATSD_KAFKA_TOPIC")]
+        #[arg(id = "KAFKA_TOPIC", long = "kafka-topic", env = "KSTATSD_KAFKA_TOPIC")]
         pub topic: Option<String>,
         /// flat (one record per flush) or tagged (one per series), for every Kafka sink configured
         /// [sinks.kafka_rest.format, sinks.kafka.format; flat].
-        #[arg(id = "kafka_format", long = "kafka-format", env = "KSTATSD_KAFKA_FORMAT")]
+        #[arg(id = "KAFKA_FORMAT", long = "kafka-format", env = "KSTATSD_KAFKA_FORMAT")]
         pub format: Option<KafkaFormat>,
         /// application/vnd.kafka.json.v2+json, …json.v1+json or …binary.v2+json
         /// [sinks.kafka_rest.content_type; default application/vnd.kafka.json.v2+json].
-        #[arg(id = "kafka_content_type", long = "kafka-content-type", env = "KSTATSD_KAFKA_CONTENT_TYPE")]
+        #[arg(id = "KAFKA_CONTENT_TYPE", long = "kafka-content-type", env = "KSTATSD_KAFKA_CONTENT_TYPE")]
         pub content_type: Option<KafkaContentType>,
         /// Record key: hostname, none, or a fixed string, for every Kafka sink configured
         /// [sinks.kafka_rest.key, sinks.kafka.key; default hostname].
-        #[arg(id = "kafka_key", long = "kafka-key", env = "KSTATSD_KAFKA_KEY")]
+        #[arg(id = "KAFKA_KEY", long = "kafka-key", env = "KSTATSD_KAFKA_KEY")]
         pub key: Option<String>,
         /// Basic auth user name; the SASL user name of the native sink [sinks.kafka_rest.username,
         /// sinks.kafka.username].
-        #[arg(id = "kafka_username", long = "kafka-username", env = "KSTATSD_KAFKA_USERNAME", hide_env_values = true)]
+        #[arg(id = "KAFKA_USERNAME", long = "kafka-username", env = "KSTATSD_KAFKA_USERNAME", hide_env_values = true)]
         pub username: Option<Secret>,
         /// Basic auth password; the SASL password of the native sink; prefer the variable to the flag
         /// [sinks.kafka_rest.password, sinks.kafka.password].
-        #[arg(id = "kafka_password", long = "kafka-password", env = "KSTATSD_KAFKA_PASSWORD", hide_env_values = true)]
+        #[arg(id = "KAFKA_PASSWORD", long = "kafka-password", env = "KSTATSD_KAFKA_PASSWORD", hide_env_values = true)]
         pub password: Option<Secret>,
         /// Bound on one request; for the native sink, on one record's delivery
         /// [sinks.kafka_rest.timeout; default 5s; sinks.kafka.timeout; default 30s].
-        #[arg(id = "kafka_timeout", long = "kafka-timeout", env = "KSTATSD_KAFKA_TIMEOUT")]
+        #[arg(id = "KAFKA_TIMEOUT", long = "kafka-timeout", env = "KSTATSD_KAFKA_TIMEOUT")]
         pub timeout: Option<Period>,
         /// Bound on each attempt after one timed out, until one is answered: longer than the
         /// proxy's producer gives a record [sinks.kafka_rest.resend_timeout; default 6m].
-        #[arg(id = "kafka_resend_timeout", long = "kafka-resend-timeout", env = "KSTATSD_KAFKA_RESEND_TIMEOUT")]
+        #[arg(id = "KAFKA_RESEND_TIMEOUT", long = "kafka-resend-timeout", env = "KSTATSD_KAFKA_RESEND_TIMEOUT")]
         pub resend_timeout: Option<Period>,
         /// Largest record value; larger flushes are split; for every Kafka sink configured
         /// [sinks.kafka_rest.max_record_bytes, sinks.kafka.max_record_bytes; 900KiB].
         #[arg(
-            id = "kafka_max_record_bytes",
+            id = "KAFKA_MAX_RECORD_BYTES",
             long = "kafka-max-record-bytes",
             env = "KSTATSD_KAFKA_MAX_RECORD_BYTES"
         )]
         pub max_record_bytes: Option<Size>,
         /// Largest request body [sinks.kafka_rest.max_request_bytes; default 1000KiB].
         #[arg(
-            id = "kafka_max_request_bytes",
+            id = "KAFKA_MAX_REQUEST_BYTES",
             long = "kafka-max-request-bytes",
             env = "KSTATSD_KAFKA_MAX_REQUEST_BYTES"
         )]
         pub max_request_bytes: Option<Size>,
         /// Bound on unsent records, dropped past it; for every Kafka sink configured
         /// [sinks.kafka_rest.max_queue_bytes, sinks.kafka.max_queue_bytes; default 64MiB].
-        #[arg(id = "kafka_max_queue_bytes", long = "kafka-max-queue-bytes", env = "KSTATSD_KAFKA_MAX_QUEUE_BYTES")]
+        #[arg(id = "KAFKA_MAX_QUEUE_BYTES", long = "kafka-max-queue-bytes", env = "KSTATSD_KAFKA_MAX_QUEUE_BYTES")]
         pub max_queue_bytes: Option<Size>,
         /// First retry delay [sinks.kafka_rest.retry_backoff; default 100ms].
-        #[arg(id = "kafka_retry_backoff", long = "kafka-retry-backoff", env = "KSTATSD_KAFKA_RETRY_BACKOFF")]
+        #[arg(id = "KAFKA_RETRY_BACKOFF", long = "kafka-retry-backoff", env = "KSTATSD_KAFKA_RETRY_BACKOFF")]
         pub retry_backoff: Option<Period>,
         /// Longest retry delay [sinks.kafka_rest.retry_backoff_max; default 30s].
         #[arg(
-            id = "kafka_retry_backoff_max",
+            id = "KAFKA_RETRY_BACKOFF_MAX",
             long = "kafka-retry-backoff-max",
             env = "KSTATSD_KAFKA_RETRY_BACKOFF_MAX"
         )]
         pub retry_backoff_max: Option<Period>,
         /// For an https URL (or the native sink with --kafka-tls): a PEM file of the only CAs to trust
         /// [sinks.kafka_rest.ca_file, sinks.kafka.ca_file].
-        #[arg(id = "kafka_ca_file", long = "kafka-ca-file", env = "KSTATSD_KAFKA_CA_FILE")]
+        #[arg(id = "KAFKA_CA_FILE", long = "kafka-ca-file", env = "KSTATSD_KAFKA_CA_FILE")]
         pub ca_file: Option<PathBuf>,
     }
 }

@@ -17,7 +17,7 @@ crate::section! {
     pub struct DockerSection {
         /// Docker stats source: the Engine's URL, unix:///var/run/docker.sock or http://host:port;
         /// any of --docker, --poll, --rules, --prefix turns it on [docker.url].
-        #[arg(id = "docker", long = "docker", env = "SRV_DOCKER")]
+        #[arg(id = "DOCKER", long = "docker", env = "SRV_DOCKER")]
         pub url: Option<String>,
         /// Docker poll period, Go duration syntax: 500ms, 60s, 5m, 1h30m [docker.poll; default 5m].
         #[arg(long, env = "SRV_POLL")]
