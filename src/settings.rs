@@ -267,6 +267,18 @@ pub fn backoff(
     Ok((retry_backoff, retry_backoff_max))
 }
 
+/// A sink's `max_queue_bytes` (default 64 MiB) under section `w`: at least one request of
+/// `max_request_bytes`.
+pub fn queue_bytes(v: Option<Size>, max_request_bytes: usize, w: &str) -> Result<usize, ConfigError> {
+    let max_queue_bytes = Size::or(v, 64 << 20, &format!("{w}.max_queue_bytes"))?;
+    if max_queue_bytes < max_request_bytes {
+        return err(format!(
+            "{w}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
+        ));
+    }
+    Ok(max_queue_bytes)
+}
+
 /// A list option as given (repeated, or comma-separated in one value), cleaned of blanks.
 pub fn split_list(v: Option<Vec<String>>) -> Vec<String> {
     v.unwrap_or_default()

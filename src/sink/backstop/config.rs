@@ -6,7 +6,7 @@
 //! `crate::config` only composes it.
 
 use super::PublishUrl;
-use crate::settings::{backoff, err, ser_duration, timeout, ConfigError, Period, Secret, Size};
+use crate::settings::{backoff, err, queue_bytes, ser_duration, timeout, ConfigError, Period, Secret, Size};
 use crate::sink::tls::{ca_file_for, CaFile};
 use serde::{Serialize, Serializer};
 use std::path::PathBuf;
@@ -112,12 +112,7 @@ impl BackstopConfig {
         if !(1024..=(64 << 20)).contains(&max_request_bytes) {
             return err(format!("{W}.max_request_bytes must be between 1KiB and 64MiB"));
         }
-        let max_queue_bytes = Size::or(s.max_queue_bytes, 64 << 20, &format!("{W}.max_queue_bytes"))?;
-        if max_queue_bytes < max_request_bytes {
-            return err(format!(
-                "{W}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
-            ));
-        }
+        let max_queue_bytes = queue_bytes(s.max_queue_bytes, max_request_bytes, W)?;
         let (retry_backoff, retry_backoff_max) =
             backoff(s.retry_backoff, s.retry_backoff_max, Duration::from_secs(10), W)?;
         let https = url.without_credentials().starts_with("https://");

@@ -8,7 +8,7 @@
 //! composes it.
 
 use super::ProxyUrl;
-use crate::settings::{backoff, err, ser_duration, ConfigError, Period, Secret, Size};
+use crate::settings::{backoff, err, queue_bytes, ser_duration, ConfigError, Period, Secret, Size};
 use crate::sink::tls::{ca_file_for, CaFile};
 use serde::{Serialize, Serializer};
 use std::path::PathBuf;
@@ -331,12 +331,7 @@ impl KafkaRestConfig {
                  max_record_bytes, encoded, with its key) and 256MiB"
             ));
         }
-        let max_queue_bytes = Size::or(s.max_queue_bytes, 64 << 20, &format!("{W}.max_queue_bytes"))?;
-        if max_queue_bytes < max_request_bytes {
-            return err(format!(
-                "{W}.max_queue_bytes ({max_queue_bytes}) must be at least max_request_bytes ({max_request_bytes})"
-            ));
-        }
+        let max_queue_bytes = queue_bytes(s.max_queue_bytes, max_request_bytes, W)?;
         let (retry_backoff, retry_backoff_max) =
             backoff(s.retry_backoff, s.retry_backoff_max, Duration::from_secs(30), W)?;
         let ca_file = ca_file_for(s.ca_file.as_deref(), url.base().starts_with("https://"), W)?;
