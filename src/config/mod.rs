@@ -364,6 +364,43 @@ mod tests {
     }
 
     #[test]
+    fn flags_parse_into_the_sections_and_beat_the_file_key_by_key() {
+        use clap::{Args, FromArgMatches};
+        let cmd = Overrides::augment_args(clap::Command::new("kstatsd"));
+        let args = [
+            "kstatsd",
+            "--graphite-max-queue-bytes",
+            "2MiB",
+            "--flush-interval",
+            "250ms",
+            "--kafka-brokers",
+            "a:1,b:2",
+            "--kafka-topic",
+            "t",
+            "--backstop",
+            "http://h/publish/x",
+        ];
+        let ov = Overrides::from_arg_matches(&cmd.clone().try_get_matches_from(args).unwrap()).unwrap();
+        let file = "[sinks.graphite]\nhost = \"carbon\"\nmax_queue_bytes = \"1MiB\"\n\
+                    [aggregate]\nflush_interval = \"1s\"\npercentiles = [99]\n";
+        let c = Config::build(parse_file(file).unwrap(), &ov).unwrap();
+        let g = c.graphite.unwrap();
+        assert_eq!(
+            (g.host.as_str(), g.max_queue_bytes),
+            ("carbon", 2 << 20),
+            "the file's host, the flag's size"
+        );
+        assert_eq!(c.aggregate.flush_interval, Duration::from_millis(250));
+        assert_eq!(c.aggregate.percentiles, vec![Percentile::new(99.0)]);
+        let k = c.kafka.unwrap();
+        assert_eq!((k.brokers.len(), k.topic.as_str()), (2, "t"));
+        assert_eq!(c.backstop.unwrap().url.without_credentials(), "http://h/publish/x");
+        let e =
+            cmd.try_get_matches_from(["kstatsd", "--graphite-timeout", "5 parsecs"]).unwrap_err().to_string();
+        assert!(e.contains("--graphite-timeout") && e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
     fn a_value_that_does_not_parse_names_its_key_and_line() {
         let e =
             parse_file("[server]\nudp = []\n\n[aggregate]\nflush_interval = \"5 parsecs\"\n").unwrap_err();
