@@ -18,7 +18,7 @@
 
 use crate::admin::management::{self, FlushFigures, Query};
 use crate::aggregate::{IngestStats, Tables};
-use crate::config::{AggregateConfig, FailureHook};
+use crate::flush::config::{AggregateConfig, FailureHook};
 use crate::flush::hook::Hooks;
 use crate::flush::{FlushMeta, Flusher, Naming};
 use crate::net::drops::KernelDrops;

@@ -33,6 +33,7 @@ pub mod fmt;
 pub mod net;
 pub mod parse;
 pub mod server;
+pub mod settings;
 pub mod sink;
 pub mod source;
 #[allow(unsafe_code)]

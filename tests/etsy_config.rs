@@ -170,8 +170,8 @@ fn check_config_prints_toml_that_reads_back_to_the_same_configuration() {
         "admin = \"127.0.0.1:8126\"\n",
         "debug_dump = \"\"\n",
         "flush_interval = \"2500ms\"\npercentiles = [90, 99.9, -10]\n",
-        "histograms = [{ metric = \"render\", bins = [0.01, 0.1, 1, 10, \"inf\"] }, \
-         { metric = \"\", bins = [50, 100, 150, 200, \"inf\"] }]\n",
+        "[[aggregate.histograms]]\nmetric = \"render\"\nbins = [0.01, 0.1, 1, 10, \"inf\"]\n\n\
+         [[aggregate.histograms]]\nmetric = \"\"\nbins = [50, 100, 150, 200, \"inf\"]\n",
         "legacy_namespace = false\nglobal_prefix = \"app\"\nprefix_counter = \"c\"\nprefix_timer = \"t\"\n\
          prefix_gauge = \"g\"\nprefix_set = \"s\"\nglobal_suffix = \"\"\nmeta_prefix = \"kmeta\"\n",
         "delete_counters = false\ndelete_timers = true\ndelete_sets = true\ndelete_gauges = true\n\

@@ -13,9 +13,10 @@ use common::kafka_emulator::{
     MAX_BODY,
 };
 use common::{parse_flush, Daemon, Flush};
-use kstatsd::config::{parse_file, Config, ConsoleFormat, Overrides};
+use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::daemon;
 use kstatsd::flush::{Naming, Snapshot};
+use kstatsd::sink::console::ConsoleFormat;
 use kstatsd::sink::kafka_rest::KafkaRest;
 use kstatsd::sink::{Console, FlushReport, Sink, SinkError};
 use serde_json::value::RawValue;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first.
 const LAYERS: &[&[&str]] = &[
-    &["fmt", "sys"],
+    &["fmt", "sys", "settings"],
     &["parse", "aggregate"],
     &["ingest", "net", "dump", "flush", "sink", "source", "admin"],
     &["config"],
@@ -32,7 +32,7 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 /// Modules that import nothing from the crate.
-const LEAVES: &[&str] = &["fmt", "sys"];
+const LEAVES: &[&str] = &["fmt", "sys", "settings"];
 
 /// One `crate::` path: where it is and which top-level module it names.
 #[derive(Clone, Debug)]
@@ -213,6 +213,20 @@ fn imports(src: &Path) -> Vec<Import> {
         }
     }
     files.sort();
+    // `#[macro_export]` macros live at the crate root (`crate::section!`): each belongs to the
+    // top-level module that defines it.
+    let mut macros = BTreeMap::new();
+    for path in &files {
+        let Some(owner) = module_path(path.strip_prefix(src).unwrap()).first().cloned() else { continue };
+        let code = code_only(&std::fs::read_to_string(path).unwrap());
+        for part in code.split("#[macro_export]").skip(1) {
+            if let Some(rest) = part.trim_start().strip_prefix("macro_rules!") {
+                let name: String =
+                    rest.trim_start().bytes().take_while(|&c| is_ident(c)).map(char::from).collect();
+                macros.insert(name, owner.clone());
+            }
+        }
+    }
     let mut out = Vec::new();
     for path in files {
         let rel = path.strip_prefix(src).unwrap();
@@ -225,6 +239,7 @@ fn imports(src: &Path) -> Vec<Import> {
         let line_of = |at: usize| code[..at].bytes().filter(|&c| c == b'\n').count() + 1;
         let bytes = code.as_bytes();
         let mut push = |at: usize, to: String| {
+            let to = macros.get(&to).cloned().unwrap_or(to);
             if to != from {
                 out.push(Import { file: shown.clone(), line: line_of(at), from: from.clone(), to });
             }

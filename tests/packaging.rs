@@ -11,15 +11,17 @@
 //!
 //! The list of accepted keys is not written down here: it is read from the serde structs the
 //! binary parses the file with (a deserializer that only records the field names each struct
-//! asks for), so a key added to `src/config.rs` without a line in the example fails this test.
+//! asks for), so a key added to a section without a line in the example fails this test.
 
-use kstatsd::config::{
-    AggregateFile, BackstopFile, ConsoleFile, FileConfig, GraphiteFile, HistogramFile, KafkaRestFile,
-    ServerFile, SinksFile,
-};
-use kstatsd::sink::kafka::KafkaFile;
+use kstatsd::admin::HttpSection;
+use kstatsd::config::{AggregateSection, FileConfig, HistogramFile, ServerSection, SinksFile};
+use kstatsd::sink::backstop::BackstopSection;
+use kstatsd::sink::console::ConsoleSection;
+use kstatsd::sink::graphite::GraphiteSection;
+use kstatsd::sink::kafka::KafkaSection;
+use kstatsd::sink::kafka_rest::KafkaRestSection;
 use kstatsd::source::docker::rules::RuleSpec;
-use kstatsd::source::docker::DockerFile;
+use kstatsd::source::docker::DockerSection;
 use serde::de::{DeserializeOwned, Visitor};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -129,18 +131,18 @@ fn accepted_keys() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         }
     };
     add("", fields_of::<FileConfig>());
-    add("server", fields_of::<ServerFile>());
-    add("aggregate", fields_of::<AggregateFile>());
+    add("server", fields_of::<ServerSection>());
+    add("aggregate", fields_of::<AggregateSection>());
     add("aggregate", fields_of::<HistogramFile>());
     add("sinks", fields_of::<SinksFile>());
-    add("sinks.console", fields_of::<ConsoleFile>());
-    add("sinks.kafka_rest", fields_of::<KafkaRestFile>());
-    add("sinks.kafka", fields_of::<KafkaFile>());
-    add("sinks.graphite", fields_of::<GraphiteFile>());
-    add("sinks.backstop", fields_of::<BackstopFile>());
-    add("docker", fields_of::<DockerFile>());
+    add("sinks.console", fields_of::<ConsoleSection>());
+    add("sinks.kafka_rest", fields_of::<KafkaRestSection>());
+    add("sinks.kafka", fields_of::<KafkaSection>());
+    add("sinks.graphite", fields_of::<GraphiteSection>());
+    add("sinks.backstop", fields_of::<BackstopSection>());
+    add("docker", fields_of::<DockerSection>());
     add("docker", fields_of::<RuleSpec>());
-    add("http", fields_of::<kstatsd::admin::HttpFile>());
+    add("http", fields_of::<HttpSection>());
     assert!(keys.get("").map_or(true, |k| k.is_empty()), "a top-level key that is not a table: {keys:?}");
     keys.remove("");
     keys
@@ -208,7 +210,7 @@ fn the_example_config_documents_every_key_the_daemon_accepts() {
     }
     assert!(
         missing.is_empty(),
-        "keys accepted by src/config.rs but not in packaging/kstatsd.example.toml: {missing:?}"
+        "keys accepted by the configuration sections but not in packaging/kstatsd.example.toml: {missing:?}"
     );
     // Every key line carries its documentation (on the line, or in the comment lines just above).
     let lines: Vec<&str> = text.lines().collect();
@@ -572,4 +574,112 @@ fn the_dockerfile_is_multi_stage_runs_as_non_root_and_its_entry_point_works() {
             assert!(ignore.lines().any(|l| l.trim() == format!("!{src}")), "{src} is in the build context");
         }
     }
+}
+
+// ---- the command line against the example ----
+
+/// The example's settings, commented out or not: (section, key) → (value, comment, commented).
+fn example_settings(text: &str) -> BTreeMap<(String, String), (String, String, bool)> {
+    let mut out = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let (commented, l) = match line.strip_prefix("# ") {
+            Some(rest) => (true, rest.trim()),
+            None => (false, line.trim()),
+        };
+        if let Some(h) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            section = h.to_string();
+            continue;
+        }
+        let Some((key, rest)) = l.split_once(" = ") else { continue };
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            continue;
+        }
+        let (value, comment) = match rest.split_once(" # ") {
+            Some((v, c)) => (v.trim(), c.trim()),
+            None => (rest.trim(), ""),
+        };
+        out.insert((section.clone(), key.to_string()), (value.to_string(), comment.to_string(), commented));
+    }
+    out
+}
+
+/// A value without its TOML brackets and quotes: `["127.0.0.1:8125"]` → `127.0.0.1:8125`.
+fn bare(v: &str) -> String {
+    let v = v.trim().trim_end_matches([',', ';']);
+    let v = v.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(v);
+    v.trim().trim_matches('"').to_string()
+}
+
+/// The `[section.key, …; default X; …]` groups of one flag's help: (key, its default if stated).
+fn help_keys(help: &str) -> Vec<(String, Option<String>)> {
+    let is_key = |k: &str| {
+        k.contains('.')
+            && k.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    };
+    let mut out = Vec::new();
+    let mut rest = help;
+    while let Some(open) = rest.find('[') {
+        let Some(len) = rest[open..].find(']') else { break };
+        let group = &rest[open + 1..open + len];
+        rest = &rest[open + len + 1..];
+        let mut pending: Vec<String> = Vec::new();
+        let mut found = false;
+        for part in group.split(';').map(str::trim) {
+            let keys: Vec<&str> = part.split(',').map(str::trim).collect();
+            if keys.iter().all(|k| is_key(k)) {
+                out.extend(pending.drain(..).map(|k| (k, None)));
+                pending = keys.iter().map(|k| k.to_string()).collect();
+                found = true;
+                continue;
+            }
+            if !found {
+                break;
+            }
+            let default = part.strip_prefix("default ").unwrap_or(part);
+            let token = default.split_whitespace().next().unwrap_or("");
+            let is_default = part.starts_with("default ") || (!part.contains(' ') && part != "required");
+            out.extend(pending.drain(..).map(|k| (k, is_default.then(|| bare(token)))));
+        }
+        out.extend(pending.drain(..).map(|k| (k, None)));
+    }
+    out
+}
+
+#[test]
+fn every_option_of_the_command_line_is_in_the_example_with_the_same_default() {
+    use clap::Args;
+    let command = kstatsd::config::Overrides::augment_args(clap::Command::new("kstatsd"));
+    let example = example_settings(&read("kstatsd.example.toml"));
+    let mut checked = 0;
+    for arg in command.get_arguments() {
+        let flag = arg.get_long().unwrap_or_else(|| arg.get_id().as_str());
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        if flag == "config-format" {
+            continue; // the file's own syntax, not a key in it
+        }
+        let keys = help_keys(&help);
+        assert!(!keys.is_empty(), "--{flag}: its help names no [section.key]: {help}");
+        for (path, default) in keys {
+            let (section, key) = path.rsplit_once('.').unwrap();
+            let (value, comment, commented) = example
+                .get(&(section.to_string(), key.to_string()))
+                .unwrap_or_else(|| panic!("--{flag}: {path} is not in packaging/kstatsd.example.toml"));
+            match default.as_deref() {
+                None => {}
+                // A section that is off by default is commented out, with an example value.
+                Some("off") => {
+                    assert!(commented, "--{flag}: {path} is off by default but set in the example")
+                }
+                Some(d) => assert!(
+                    bare(value) == d || comment.contains(&format!("default {d}")),
+                    "--{flag}: {path} defaults to {d:?} in --help, the example says {value} ({comment})"
+                ),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 60, "only {checked} keys checked");
 }

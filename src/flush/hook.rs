@@ -9,7 +9,7 @@
 //! [`Hooks::fire`] at most once per sink per flush, so at most once per interval per sink; a run
 //! that is still going when the sink fails again is not doubled (the new failure is logged).
 
-use crate::config::FailureHook;
+use super::config::FailureHook;
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};

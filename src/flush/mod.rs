@@ -6,6 +6,7 @@
 //! flush merges the interval's tables into that state, summarizes timers with etsy's exact maths,
 //! and fills a reused [`Snapshot`] that the sinks read.
 
+pub mod config;
 pub mod hook;
 pub mod snapshot;
 pub mod summarize;
@@ -13,8 +14,8 @@ pub mod summarize;
 pub use snapshot::{CounterNames, CounterOut, GaugeOut, KeyRef, SetOut, Snapshot, TimerOut};
 
 use crate::aggregate::{IngestStats, Tables};
-use crate::config::AggregateConfig;
 use crate::parse::{BadLine, Kind};
+pub use config::AggregateConfig;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use summarize::{summarize, Scratch};
@@ -415,18 +416,17 @@ fn inject_meta(tables: &mut Tables, prefix: &str, meta: &FlushMeta) {
 
 #[cfg(test)]
 mod tests {
+    use super::config::AggregateConfig;
     use super::*;
     use crate::aggregate::ingest_datagram;
-    use crate::config::{parse_file, Config, Overrides};
     use std::collections::BTreeMap;
 
     /// Feeds one interval per entry of `intervals` and returns every flush as name → value.
     fn run(aggregate_toml: &str, intervals: &[&str]) -> Vec<BTreeMap<String, f64>> {
-        let text = format!("[aggregate]\n{aggregate_toml}\n");
-        let config = Config::build(parse_file(&text).unwrap(), &Overrides::default()).unwrap();
-        let naming = Naming::new(&config.aggregate);
-        let mut flusher = Flusher::new(config.aggregate.clone());
-        let mut tables = Tables::new(config.aggregate.limits.clone());
+        let aggregate = AggregateConfig::from_toml(aggregate_toml).unwrap();
+        let naming = Naming::new(&aggregate);
+        let mut flusher = Flusher::new(aggregate.clone());
+        let mut tables = Tables::new(aggregate.limits.clone());
         let mut out = Vec::new();
         for (i, datagram) in intervals.iter().enumerate() {
             if !datagram.is_empty() {
@@ -488,7 +488,7 @@ mod tests {
         assert!(!f[3].contains_key("stats_counts.a29"), "the longest idle are forgotten");
         assert_eq!(f[3]["stats_counts.b0"], 1.0);
         assert_eq!(f[3]["stats_counts.c29"], 0.0, "the most recent idle are kept");
-        let mut config = Config::defaults().aggregate;
+        let mut config = AggregateConfig::from_toml("").unwrap();
         config.limits.max_series = 60;
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());
@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn delete_by_name_or_prefix() {
-        let config = Config::defaults().aggregate;
+        let config = AggregateConfig::from_toml("").unwrap();
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());
         ingest_datagram(&mut tables, b"api.a:1|c\napi.b:1|c\ndb.a:1|c\napi.a:1|g", &mut Default::default());

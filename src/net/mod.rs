@@ -4,11 +4,13 @@
 //! makes are owned by the ingest thread. The stream framing and the Unix sockets are in
 //! [`framing`], [`tcp`] and [`uds`]; kernel drop counts in [`drops`].
 
+pub mod config;
 pub mod drops;
 pub mod framing;
 pub mod tcp;
 pub mod uds;
 
+pub use config::ServerConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -66,7 +68,7 @@ pub enum InputAddr {
 
 impl InputAddr {
     /// Every endpoint a server config asks for.
-    pub fn all(c: &crate::config::ServerConfig) -> Vec<InputAddr> {
+    pub fn all(c: &ServerConfig) -> Vec<InputAddr> {
         let mut v: Vec<InputAddr> = c.udp.iter().map(|a| InputAddr::Udp(*a)).collect();
         v.extend(c.json_udp.iter().map(|a| InputAddr::JsonUdp(*a)));
         v.extend(c.unix_dgram.iter().map(|p| InputAddr::UnixDgram(p.clone())));
@@ -92,7 +94,7 @@ impl BoundInput {
 }
 
 /// Binds one input and logs where it listens (`<kind> listening on <address>`; tests read it).
-pub fn bind(e: &InputAddr, c: &crate::config::ServerConfig) -> io::Result<BoundInput> {
+pub fn bind(e: &InputAddr, c: &ServerConfig) -> io::Result<BoundInput> {
     let with_context =
         |what: &str, r: io::Error| io::Error::new(r.kind(), format!("cannot bind {what}: {r}"));
     let bound = match e {

@@ -31,10 +31,11 @@ use streams::{Conn, Role};
 
 use crate::admin::management as admin;
 use crate::aggregate::{Limits, Tables};
-use crate::config::{BusyPoll, Config};
+use crate::config::Config;
 use crate::dump::DebugDump;
 use crate::flush::FlushMeta;
 use crate::flush_thread::{FlushHandle, FlushJob, FlushMsg};
+use crate::net::config::BusyPoll;
 use crate::net::{BoundInput, DgramSocket, InputAddr, ListenerSocket};
 use crate::parse::LineBuf;
 use crate::sys::Batch;

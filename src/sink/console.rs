@@ -2,13 +2,54 @@
 //! set-up. Runs on the flush thread. `json` prints one object per flush, exactly the Kafka `flat`
 //! record value; `text` prints Graphite plaintext lines (`name value timestamp`). Each flush is
 //! rendered into one reused buffer and written with a single `write_all`.
+//!
+//! Its configuration, `[sinks.console]` and `--console`, is at the top: validated on the main
+//! thread at start-up and on the reload thread at SIGHUP.
 
 use super::{FlushReport, Sink, SinkError};
-use crate::config::ConsoleFormat;
 use crate::flush::{CounterNames, Naming, Snapshot};
 use crate::fmt::{write_f64, write_json_str, write_u64};
+use crate::settings::{err, ConfigError};
 use std::io::Write;
 use std::time::Instant;
+
+crate::section! {
+    /// `[sinks.console]`, and its flag.
+    pub struct ConsoleSection {
+        /// Console sink: json, text or off [sinks.console.format; default json].
+        #[arg(id = "CONSOLE", long = "console", env = "KSTATSD_CONSOLE")]
+        pub format: Option<String>,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleFormat {
+    Json,
+    Text,
+}
+
+impl ConsoleFormat {
+    /// Validates `[sinks.console]` with its flag laid over it; `None` is off. The console is the
+    /// default sink only when no other sink is configured (`other_sinks`).
+    pub fn validate(s: ConsoleSection, other_sinks: bool) -> Result<Option<ConsoleFormat>, ConfigError> {
+        match s.format.as_deref() {
+            None if other_sinks => Ok(None),
+            None | Some("json") => Ok(Some(ConsoleFormat::Json)),
+            Some("text") => Ok(Some(ConsoleFormat::Text)),
+            Some("off") => Ok(None),
+            Some(other) => err(format!("sinks.console.format: `{other}` is not json, text or off")),
+        }
+    }
+
+    /// The `format` key that reads back to `format` (`None`: off).
+    pub fn name(format: Option<ConsoleFormat>) -> &'static str {
+        match format {
+            Some(ConsoleFormat::Json) => "json",
+            Some(ConsoleFormat::Text) => "text",
+            None => "off",
+        }
+    }
+}
 
 pub struct Console {
     format: ConsoleFormat,

@@ -16,8 +16,11 @@ pub use http::{retry_after, tls};
 
 pub use console::Console;
 
-use crate::config::{BackstopConfig, ConsoleFormat, GraphiteConfig, KafkaRestConfig};
 use crate::flush::{Naming, Snapshot};
+use backstop::BackstopConfig;
+use console::ConsoleFormat;
+use graphite::GraphiteConfig;
+use kafka_rest::KafkaRestConfig;
 use std::fmt;
 use std::time::{Duration, Instant};
 

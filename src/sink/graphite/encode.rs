@@ -8,7 +8,7 @@
 //! (possible only with `sanitize_keys = false`; it would break the line), and non-finite values
 //! (carbon ignores NaN). Pickle frames stay under carbon's 1 MiB limit.
 
-use crate::config::GraphiteProtocol;
+use super::config::GraphiteProtocol;
 use crate::flush::{CounterNames, Naming, Snapshot};
 use crate::fmt::{write_f64, write_u64};
 use crate::sink::outbox::{Batch, Dropped, Encode, FlushTag, Outbox};
@@ -145,7 +145,7 @@ impl Encode for Encoder {
 mod tests {
     use super::*;
     use crate::aggregate::{ingest_datagram, Tables};
-    use crate::config::{parse_file, Config, Overrides};
+    use crate::flush::config::AggregateConfig;
     use crate::flush::{FlushMeta, Flusher};
 
     const TRAFFIC: &str = "api.hits:3|c\napi.hits:2|c|@0.5\napi.lat:10|ms\napi.lat:20|ms\napi.lat:30|ms\n\
@@ -163,12 +163,10 @@ mod tests {
 
     /// Renders `datagrams` (one flush) with `aggregate` settings, in both protocols.
     fn render(aggregate: &str, datagrams: &[&[u8]]) -> Rendered {
-        let config =
-            Config::build(parse_file(&format!("[aggregate]\n{aggregate}")).unwrap(), &Overrides::default())
-                .unwrap();
-        let naming = Naming::new(&config.aggregate);
-        let mut flusher = Flusher::new(config.aggregate.clone());
-        let mut tables = Tables::new(config.aggregate.limits.clone());
+        let config = AggregateConfig::from_toml(aggregate).unwrap();
+        let naming = Naming::new(&config);
+        let mut flusher = Flusher::new(config.clone());
+        let mut tables = Tables::new(config.limits.clone());
         let mut buf = Default::default();
         for d in datagrams {
             ingest_datagram(&mut tables, d, &mut buf);

@@ -44,6 +44,28 @@ impl CaFile {
     }
 }
 
+/// A section's `ca_file`, read now; only for an https URL (`https`), else an error under
+/// `section`.
+pub fn ca_file_for(
+    path: Option<&Path>,
+    https: bool,
+    section: &str,
+) -> Result<Option<CaFile>, crate::settings::ConfigError> {
+    use crate::settings::ConfigError;
+    let Some(path) = path else { return Ok(None) };
+    if !https {
+        return Err(ConfigError(format!("{section}.ca_file is set but the url is not https")));
+    }
+    CaFile::load(path).map(Some).map_err(|e| ConfigError(format!("{section}.ca_file: {e}")))
+}
+
+/// Printed (`--check-config`) as its path, which reads back to the same certificates.
+impl serde::Serialize for CaFile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.path.display().to_string())
+    }
+}
+
 impl std::fmt::Debug for CaFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CaFile({}, {} certificates)", self.path.display(), self.certs.len())

@@ -17,12 +17,12 @@
 pub mod config;
 mod deliver;
 
-pub use config::{KafkaConfig, KafkaFile, KafkaOverrides};
+pub use config::{KafkaConfig, KafkaSection};
 pub use deliver::Reason;
 
 use super::{FlushReport, Sink, SinkError};
-use crate::config::RecordKey;
 use crate::flush::{Naming, Snapshot};
+use crate::sink::kafka_rest::config::RecordKey;
 use crate::sink::kafka_rest::encode::{Encoder, Framing, Payload, PayloadOut};
 use crate::sink::outbox::{FlushTag, Spelling};
 use deliver::{Context, FlushTrack, Stats};

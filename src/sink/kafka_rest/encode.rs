@@ -13,7 +13,7 @@
 //! thread, the framing of records into a request body and the split of a flat record in two
 //! when the proxy says it is too large.
 
-use crate::config::KafkaFormat;
+use super::config::KafkaFormat;
 use crate::flush::{CounterNames, KeyRef, Naming, Snapshot};
 use crate::fmt::{write_f64, write_json_str, write_u64};
 use crate::sink::outbox::{FlushTag, Item};
@@ -472,7 +472,7 @@ pub(crate) fn split_flat(data: &mut Vec<u8>, r: (u32, u32)) -> Option<[(u32, u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_file, Config, Overrides};
+    use crate::flush::config::AggregateConfig;
     use crate::flush::Flusher;
     use crate::sink::console::render_flat;
     use std::time::Instant;
@@ -490,16 +490,15 @@ mod tests {
 
     /// A real snapshot: `lines` fed through the aggregation tables and the flusher.
     fn with_snapshot(aggregate: &str, lines: &str, f: impl FnOnce(&Snapshot, &Naming)) {
-        let toml = format!("[aggregate]\n{aggregate}\n");
-        let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
-        let mut tables = crate::aggregate::Tables::new(config.aggregate.limits.clone());
+        let aggregate = AggregateConfig::from_toml(aggregate).unwrap();
+        let mut tables = crate::aggregate::Tables::new(aggregate.limits.clone());
         crate::aggregate::ingest_datagram(
             &mut tables,
             lines.as_bytes(),
             &mut crate::parse::LineBuf::default(),
         );
-        let naming = Naming::new(&config.aggregate);
-        let mut flusher = Flusher::new(config.aggregate.clone());
+        let naming = Naming::new(&aggregate);
+        let mut flusher = Flusher::new(aggregate.clone());
         let meta = crate::flush::FlushMeta { interval: 1.0, clock: 1_700_000_000, ..Default::default() };
         let snap = flusher.flush(&mut tables, &meta);
         snap.statsd.push(("kafkaStats.flush_time".into(), 1.5));

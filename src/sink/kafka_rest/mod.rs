@@ -16,6 +16,7 @@
 //! after an attempt that got no answer), `records_dropped` and `records_dropped.<reason>`,
 //! `requests`, `queue_bytes`, `queue_payloads`.
 
+pub mod config;
 mod deliver;
 pub(crate) mod encode;
 mod url;
@@ -23,8 +24,8 @@ mod url;
 pub use url::{ProxyUrl, UrlCredentials};
 
 use super::outbox::{Backoff, Dropped, Encode, FlushTag, Limits, Names, Outbox, Queued, Spelling};
-use crate::config::{KafkaContentType, KafkaRestConfig, RecordKey};
 use crate::flush::{Naming, Snapshot};
+pub use config::{KafkaContentType, KafkaFormat, KafkaRestConfig, KafkaRestSection, RecordKey};
 use deliver::{Rest, RestConfig};
 use encode::{Encoder, Framing, Payload, PayloadOut};
 use std::time::Instant;
@@ -122,115 +123,5 @@ impl Encode for Records {
             log::warn!("kafka: {} series larger than max_record_bytes dropped", e.too_large);
         }
         e.bytes
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::*;
-    use std::time::Duration;
-
-    fn build(toml: &str, ov: KafkaRestOverrides) -> Result<Config, ConfigError> {
-        Config::build(parse_file(toml)?, &Overrides { kafka_rest: ov, ..Overrides::default() })
-    }
-
-    const MIN: &str = "[sinks.kafka_rest]\nurl = \"http://127.0.0.1:8082\"\ntopic = \"metrics\"\n";
-
-    #[test]
-    fn defaults_and_the_console_default() {
-        let c = build(MIN, KafkaRestOverrides::default()).unwrap();
-        let k = c.kafka_rest.as_ref().unwrap();
-        assert_eq!(k.url.base(), "http://127.0.0.1:8082");
-        assert_eq!(
-            (k.format, k.content_type, &k.key),
-            (KafkaFormat::Flat, KafkaContentType::JsonV2, &RecordKey::Hostname)
-        );
-        assert_eq!((k.timeout, k.resend_timeout), (Duration::from_secs(5), Duration::from_secs(360)));
-        // A default request fits Karapace's body limit: aiohttp refuses a body of 1 MiB or more.
-        assert_eq!(
-            (k.max_record_bytes, k.max_request_bytes, k.max_queue_bytes),
-            (900 << 10, 1000 << 10, 64 << 20)
-        );
-        assert!(k.max_request_bytes < 1 << 20);
-        assert_eq!(
-            (k.retry_backoff, k.retry_backoff_max),
-            (Duration::from_millis(100), Duration::from_secs(30))
-        );
-        assert_eq!(c.console, None, "the console is the default only when no other sink is configured");
-        let c = build(&format!("{MIN}[sinks.console]\nformat = \"json\""), KafkaRestOverrides::default())
-            .unwrap();
-        assert_eq!(c.console, Some(ConsoleFormat::Json));
-        assert_eq!(Config::defaults().kafka_rest, None);
-    }
-
-    #[test]
-    fn flags_configure_it_alone_and_beat_the_file() {
-        let ov = KafkaRestOverrides {
-            url: Some(Secret("https://u:p@proxy:8082/".into())),
-            topic: Some("t.1".into()),
-            format: Some("tagged".into()),
-            key: Some("none".into()),
-            ..KafkaRestOverrides::default()
-        };
-        let k = build("", ov.clone()).unwrap().kafka_rest.unwrap();
-        assert_eq!((k.url.base().as_str(), k.topic.as_str()), ("https://proxy:8082", "t.1"));
-        assert_eq!((k.format, &k.key), (KafkaFormat::Tagged, &RecordKey::None));
-        assert_eq!((k.username, k.password), (Some(Secret("u".into())), Some(Secret("p".into()))));
-        let k = build(MIN, ov).unwrap().kafka_rest.unwrap();
-        assert_eq!(k.topic, "t.1");
-    }
-
-    #[test]
-    fn bad_settings_say_what_to_change() {
-        let bad = |extra: &str| build(&format!("{MIN}{extra}"), KafkaRestOverrides::default()).unwrap_err().0;
-        assert!(bad("format = \"csv\"").contains("flat or tagged"));
-        assert!(bad("content_type = \"application/json\"").contains("application/vnd.kafka.json.v2+json"));
-        assert!(bad("key = \"\"").contains("none"));
-        assert!(bad("max_record_bytes = 100").contains("between 1KiB"));
-        assert!(bad("max_record_bytes = \"2MiB\"\nmax_request_bytes = \"2MiB\"")
-            .contains("max_request_bytes must be"));
-        assert!(bad("max_queue_bytes = \"960KiB\"").contains("at least max_request_bytes"));
-        assert!(bad("retry_backoff = \"1s\"\nretry_backoff_max = \"10ms\"").contains("retry_backoff"));
-        assert!(bad("password = \"x\"").contains("no username"));
-        assert!(bad("timeout = \"0s\"").contains("timeout"));
-        assert!(bad("timeout = \"10s\"\nresend_timeout = \"5s\"").contains("resend_timeout must be at least"));
-        assert!(bad("colour = \"blue\"").contains("unknown field"));
-        let e = build("[sinks.kafka_rest]\ntopic = \"metrics\"", KafkaRestOverrides::default()).unwrap_err();
-        assert!(e.0.contains("url is required"), "{e}");
-        let e =
-            build("[sinks.kafka_rest]\nurl = \"http://h:1\"\ntopic = \"a b\"", KafkaRestOverrides::default());
-        assert!(e.unwrap_err().0.contains("not a Kafka topic name"));
-        let e =
-            build("", KafkaRestOverrides { topic: Some("metrics".into()), ..KafkaRestOverrides::default() });
-        assert!(e.unwrap_err().0.contains("--kafka-topic"));
-        // A binary record is a third larger once base64-encoded: the default request grows.
-        let c = build(
-            &format!(
-                "{MIN}content_type = \"application/vnd.kafka.binary.v2+json\"\nmax_record_bytes = \"4MiB\""
-            ),
-            KafkaRestOverrides::default(),
-        );
-        assert!(c.unwrap().kafka_rest.unwrap().max_request_bytes > (4 << 20) * 4 / 3);
-    }
-
-    #[test]
-    fn the_effective_config_redacts_credentials_and_round_trips_the_rest() {
-        let text = "[sinks.kafka_rest]\nurl = \"http://al%69ce:s3cret@127.0.0.1:8082/k\"\ntopic = \"metrics\"\n\
-                    format = \"tagged\"\nkey = \"rack-7\"\ntimeout = \"1500ms\"\nmax_queue_bytes = \"8MiB\"\n";
-        let c = build(text, KafkaRestOverrides::default()).unwrap();
-        let shown = c.to_toml();
-        assert!(
-            !shown.contains("s3cret") && !shown.contains("alice") && !shown.contains("al%69ce"),
-            "{shown}"
-        );
-        assert!(shown.contains("url = \"http://127.0.0.1:8082/k\""), "{shown}");
-        assert!(format!("{c:?}").find("s3cret").is_none());
-        let mut again =
-            build(&shown.replace("\"<redacted>\"", "\"x\""), KafkaRestOverrides::default()).unwrap();
-        let k = again.kafka_rest.as_mut().unwrap();
-        assert_eq!(k.username, Some(Secret("x".into())));
-        k.username = Some(Secret("alice".into()));
-        k.password = Some(Secret("s3cret".into()));
-        assert_eq!(again, c);
     }
 }

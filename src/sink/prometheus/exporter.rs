@@ -659,17 +659,16 @@ fn help(family: &str, kind: Kind) -> &'static str {
 mod tests {
     use super::*;
     use crate::aggregate::{ingest_datagram, Tables};
-    use crate::config::{parse_file, Config, Overrides};
+    use crate::flush::config::AggregateConfig;
     use crate::flush::{FlushMeta, Flusher};
 
     /// Feeds one interval per entry (through the real aggregation and flush) and returns the
     /// exposition after each.
     fn run(aggregate_toml: &str, intervals: &[&str]) -> Vec<String> {
-        let text = format!("[aggregate]\n{aggregate_toml}\n");
-        let config = Config::build(parse_file(&text).unwrap(), &Overrides::default()).unwrap();
-        let mut flusher = Flusher::new(config.aggregate.clone());
-        let mut tables = Tables::new(config.aggregate.limits.clone());
-        let mut exporter = Exporter::new(&config.aggregate.meta_prefix);
+        let aggregate = AggregateConfig::from_toml(aggregate_toml).unwrap();
+        let mut flusher = Flusher::new(aggregate.clone());
+        let mut tables = Tables::new(aggregate.limits.clone());
+        let mut exporter = Exporter::new(&aggregate.meta_prefix);
         let mut out = Vec::new();
         for (i, datagram) in intervals.iter().enumerate() {
             if !datagram.is_empty() {
@@ -901,9 +900,9 @@ mod tests {
 
     #[test]
     fn sink_figures_carry_the_sink_as_a_label() {
-        let config = Config::defaults();
-        let mut flusher = Flusher::new(config.aggregate.clone());
-        let mut tables = Tables::new(config.aggregate.limits.clone());
+        let aggregate = AggregateConfig::from_toml("").unwrap();
+        let mut flusher = Flusher::new(aggregate.clone());
+        let mut tables = Tables::new(aggregate.limits.clone());
         let mut exporter = Exporter::new("statsd");
         let snap = flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
         for (k, v) in [

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use simd_json::prelude::*;
 
 /// One rule as written in the TOML file or the JSON of `--rules` / `--prefix`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub regexp: String,

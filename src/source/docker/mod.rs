@@ -18,14 +18,16 @@
 //! The API version is negotiated from `GET /version` (the daemon's `ApiVersion`, capped at
 //! [`MAX_API`]); it is asked again after a failed listing (the daemon may have been upgraded).
 
+pub mod config;
 pub mod http;
 pub mod rules;
 pub mod stats;
 
+pub use config::{DockerConfig, DockerSection};
+
 use super::{Feed, Gauges};
 use http::EngineAddr;
-use rules::{Renamer, RuleSpec};
-use serde::Deserialize;
+use rules::Renamer;
 use simd_json::prelude::*;
 use stats::CpuSample;
 use std::collections::{BTreeMap, HashMap};
@@ -38,151 +40,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub const MAX_IN_FLIGHT: usize = 8;
 /// Newest API version asked for; older daemons are asked for their own.
 pub const MAX_API: (u32, u32) = (1, 47);
-
-// ---------------------------------------------------------------------------------------------
-// Configuration: `[docker]`, `--docker`/`SRV_DOCKER`, `--poll`/`SRV_POLL`, `--rules`/`SRV_RULES`,
-// `--prefix`/`SRV_PREFIX`
-// ---------------------------------------------------------------------------------------------
-
-/// `[docker]` in the TOML file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DockerFile {
-    pub url: Option<String>,
-    pub poll: Option<String>,
-    pub timeout: Option<String>,
-    pub rules: Option<Vec<RuleSpec>>,
-    pub prefix: Option<RuleSpec>,
-}
-
-/// Flags and environment variables; any of them turns the source on.
-#[derive(Debug, Default, Clone)]
-pub struct DockerOverrides {
-    pub url: Option<String>,
-    pub poll: Option<String>,
-    /// JSON array of `{"regexp","into","category"}`.
-    pub rules: Option<String>,
-    /// JSON `{"regexp","into"}`.
-    pub prefix: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DockerConfig {
-    pub url: EngineAddr,
-    pub poll: Duration,
-    /// Bound on each request (connect, send, read).
-    pub timeout: Duration,
-    pub rules: Vec<RuleSpec>,
-    pub prefix: Option<RuleSpec>,
-}
-
-pub const DEFAULT_URL: &str = "unix:///var/run/docker.sock";
-/// docker-stats-to-backstop's default.
-pub const DEFAULT_POLL: &str = "5m";
-pub const DEFAULT_TIMEOUT: &str = "30s";
-
-impl DockerConfig {
-    /// Validates `[docker]` and its overrides; `None` when neither is given.
-    pub fn build(file: Option<&DockerFile>, ov: &DockerOverrides) -> Result<Option<DockerConfig>, String> {
-        let any_flag = ov.url.is_some() || ov.poll.is_some() || ov.rules.is_some() || ov.prefix.is_some();
-        if file.is_none() && !any_flag {
-            return Ok(None);
-        }
-        let empty = DockerFile::default();
-        let f = file.unwrap_or(&empty);
-        let url_text = ov.url.as_deref().or(f.url.as_deref()).unwrap_or(DEFAULT_URL);
-        let url = EngineAddr::parse(url_text).map_err(|e| format!("docker.url: {e}"))?;
-        let duration = |what: &str, o: &Option<String>, f: &Option<String>, d: &str| {
-            let text = o.as_deref().or(f.as_deref()).unwrap_or(d);
-            match parse_go_duration(text) {
-                Ok(v) if !v.is_zero() => Ok(v),
-                Ok(_) => Err(format!("docker.{what}: must be more than 0")),
-                Err(e) => Err(format!("docker.{what}: {e}")),
-            }
-        };
-        let poll = duration("poll", &ov.poll, &f.poll, DEFAULT_POLL)?;
-        let timeout = duration("timeout", &None, &f.timeout, DEFAULT_TIMEOUT)?;
-        let rules = match &ov.rules {
-            Some(json) if json.trim().is_empty() => Vec::new(),
-            Some(json) => {
-                rules::parse_rules_json(json).map_err(|e| format!("docker.rules (--rules): {e}"))?
-            }
-            None => f.rules.clone().unwrap_or_default(),
-        };
-        let prefix = match &ov.prefix {
-            Some(json) if json.trim().is_empty() => None,
-            Some(json) => {
-                Some(rules::parse_prefix_json(json).map_err(|e| format!("docker.prefix (--prefix): {e}"))?)
-            }
-            None => f.prefix.clone(),
-        };
-        Renamer::new(&rules, prefix.as_ref()).map_err(|e| format!("docker.rules: {e}"))?;
-        Ok(Some(DockerConfig { url, poll, timeout, rules, prefix }))
-    }
-
-    /// The section as TOML (`--check-config`).
-    pub fn to_toml(&self) -> String {
-        let rule = |r: &RuleSpec| {
-            format!("{{ regexp = {:?}, into = {:?}, category = {:?} }}", r.regexp, r.into, r.category)
-        };
-        let rules: Vec<String> = self.rules.iter().map(rule).collect();
-        let mut out = format!(
-            "[docker]\nurl = {:?}\npoll = \"{}ms\"\ntimeout = \"{}ms\"\nrules = [{}]\n",
-            self.url.to_string(),
-            self.poll.as_millis(),
-            self.timeout.as_millis(),
-            rules.join(", ")
-        );
-        if let Some(p) = &self.prefix {
-            out.push_str(&format!("prefix = {{ regexp = {:?}, into = {:?} }}\n", p.regexp, p.into));
-        }
-        out
-    }
-}
-
-/// Go's `time.ParseDuration`: a sequence of decimal numbers, each with an optional fraction
-/// and a unit (`ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`), e.g. `300ms`, `1.5h`, `1h30m`; `0`
-/// alone. Negative durations are refused (a poll period cannot be one).
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration such as 500ms, 60s, 5m or 1h30m");
-    let mut s = text.trim();
-    if let Some(rest) = s.strip_prefix('+') {
-        s = rest;
-    }
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() || s.starts_with('-') {
-        return Err(bad());
-    }
-    let mut nanos: f64 = 0.0;
-    while !s.is_empty() {
-        let n = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-        let num = &s[..n];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(bad());
-        }
-        let value: f64 = num.parse().map_err(|_| bad())?;
-        s = &s[n..];
-        let u = s.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(s.len());
-        let scale = match &s[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("`{text}`: missing unit (ns, us, ms, s, m, h)")),
-            other => return Err(format!("`{text}`: unknown unit `{other}` (ns, us, ms, s, m, h)")),
-        };
-        nanos += value * scale;
-        s = &s[u..];
-    }
-    if !nanos.is_finite() || nanos > u64::MAX as f64 {
-        return Err(format!("`{text}` is out of range"));
-    }
-    Ok(Duration::from_nanos(nanos.round() as u64))
-}
 
 // ---------------------------------------------------------------------------------------------
 // The poller
@@ -472,60 +329,6 @@ mod tests {
     fn names_survive_key_sanitizing() {
         assert_eq!(clean_name("web.api-1_x"), "web.api-1_x");
         assert_eq!(clean_name("a b\t c/d:e;f=g\u{e9}"), "a_b_c-defg");
-    }
-
-    #[test]
-    fn go_durations() {
-        let ms = |n: u64| Duration::from_millis(n);
-        assert_eq!(parse_go_duration("500ms").unwrap(), ms(500));
-        assert_eq!(parse_go_duration("60s").unwrap(), ms(60_000));
-        assert_eq!(parse_go_duration("5m").unwrap(), ms(300_000));
-        assert_eq!(parse_go_duration("1h30m").unwrap(), ms(5_400_000));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), ms(5_400_000));
-        assert_eq!(parse_go_duration("2h45m30.5s").unwrap(), ms(9_930_500));
-        assert_eq!(parse_go_duration("1µs").unwrap(), Duration::from_micros(1));
-        assert_eq!(parse_go_duration("1μs").unwrap(), Duration::from_micros(1));
-        assert_eq!(parse_go_duration("3us7ns").unwrap(), Duration::from_nanos(3007));
-        assert_eq!(parse_go_duration(".5s").unwrap(), ms(500));
-        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "10", "1d", "-1s", "s", "1..5s", "1h 30m", "abc", "."] {
-            assert!(parse_go_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn config_from_flags_file_and_defaults() {
-        assert_eq!(DockerConfig::build(None, &DockerOverrides::default()).unwrap(), None);
-        let on =
-            DockerConfig::build(Some(&DockerFile::default()), &DockerOverrides::default()).unwrap().unwrap();
-        assert_eq!(on.url, EngineAddr::Unix("/var/run/docker.sock".into()));
-        assert_eq!(on.poll, Duration::from_secs(300));
-        let file: DockerFile = toml::from_str(
-            "url = \"http://127.0.0.1:2375\"\npoll = \"1h30m\"\nrules = [{ regexp = \"(.*)\\\\..*\\\\.(.*)\\\\..*\", into = \"$1.$2\", category = \"web\" }]\n",
-        )
-        .unwrap();
-        let c = DockerConfig::build(Some(&file), &DockerOverrides::default()).unwrap().unwrap();
-        assert_eq!(c.poll, Duration::from_secs(5400));
-        assert_eq!(c.rules[0].category, "web");
-        let ov = DockerOverrides {
-            url: Some("unix:///tmp/d.sock".into()),
-            poll: Some("500ms".into()),
-            rules: Some(r#"[{"regexp":"x","category":"c"}]"#.into()),
-            prefix: Some(r#"{"regexp":"a","into":"b"}"#.into()),
-        };
-        let c = DockerConfig::build(Some(&file), &ov).unwrap().unwrap();
-        assert_eq!(
-            (c.poll, c.rules.len(), c.rules[0].category.as_str()),
-            (Duration::from_millis(500), 1, "c")
-        );
-        assert!(c.to_toml().contains("poll = \"500ms\""));
-        let bad = |ov: DockerOverrides| DockerConfig::build(None, &ov).unwrap_err();
-        assert!(bad(DockerOverrides { poll: Some("0".into()), ..Default::default() }).contains("more than 0"));
-        assert!(
-            bad(DockerOverrides { url: Some("ftp://x".into()), ..Default::default() }).contains("docker.url")
-        );
-        assert!(bad(DockerOverrides { rules: Some("[{\"regexp\":\"(\"}]".into()), ..Default::default() })
-            .contains("rules"));
     }
 
     /// A fake Engine on a Unix socket answering from a script: path → (status, body).

@@ -8,13 +8,14 @@
 //! and queues it; the sink's worker thread (`kstatsd-graphite`) writes it to carbon
 //! ([`deliver`]) and the engine retries, bounds, counts (`graphiteStats.*`) and logs.
 
+pub mod config;
 mod deliver;
 pub(crate) mod encode;
 
+pub use config::{GraphiteConfig, GraphiteProtocol, GraphiteSection};
 pub use encode::MAX_LINE;
 
 use super::outbox::{Backoff, Limits, Names, Outbox, Queued, Spelling, Whole};
-use crate::config::{GraphiteConfig, GraphiteProtocol};
 use deliver::Carbon;
 use std::io;
 

@@ -13,12 +13,14 @@
 //! them apart, sends them as an `Authorization: Basic` header, and never prints them: its
 //! `Display` and `Debug` show `<redacted>` instead, and ureq only ever sees the URL without them.
 
+pub mod config;
 mod deliver;
 mod encode;
 
+pub use config::{BackstopConfig, BackstopSection};
+
 use super::http::url::HttpUrl;
 use super::outbox::{Backoff, Limits, Names, Outbox, Queued, Spelling, Whole};
-use crate::config::BackstopConfig;
 use std::fmt;
 
 /// A Backstop publish URL with its credentials split off (the sinks' one URL grammar,
