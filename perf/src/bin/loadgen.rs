@@ -1,6 +1,8 @@
 //! `loadgen`: the StatsD load generator of `perf/run`. One thread (optionally pinned with
-//! `--core`) pre-builds a pool of datagrams from a fixed seed — keys `perf.k000123` of a chosen
-//! cardinality, a counters:timers:gauges:sets type mix, realistic values — then blasts that pool
+//! `--core`) pre-builds a pool of datagrams from a fixed seed — keys of a chosen cardinality,
+//! either short (`perf.k000123`) or shaped like real ones
+//! (`checkout.timer.svc03.host0042.db.latency.metric_0012345`, 30–90 bytes, some with 2–4
+//! DogStatsD tags), a counters:timers:gauges:sets type mix, realistic values — then blasts that pool
 //! in a loop at a connected UDP target with `sendmmsg`, at full speed or at a target lines/s,
 //! for a fixed duration. The send loop does no formatting and no allocation: it only hands
 //! slices of pre-built `mmsghdr`s to the kernel. At the end it prints one JSON line with what it
@@ -28,18 +30,23 @@ loadgen: blast StatsD lines over UDP with sendmmsg
   --duration D         how long to send: 10, 2.5s, 500ms (default 10s)
   --rate N             target lines/s; 0 = as fast as possible (default 0)
   --lines N            lines per datagram (default 20)
-  --keys N             key cardinality: perf.k000000 .. (default 1000)
+  --keys N             key cardinality (default 1000)
+  --names SHAPE        short: perf.k000000 ..; real: dotted names of 30-90 bytes shaped like
+                       <app>.<type>.svc01.host0042.<component>.<subject>.metric_0012345
+                       (default short)
+  --tagged PCT         percent of keys that carry 2-4 DogStatsD tags (|#env:prod,...);
+                       default 30 with --names real, 0 with --names short
   --mix C:T:G:S        counters:timers:gauges:sets weights (default 4:3:2:1)
   --seed N             PRNG seed (default 42)
   --batch N            datagrams per sendmmsg call, 1..=1024 (default 64)
   --pool-lines N       minimum lines in the pre-built pool (default 65536)
   --set-members N      size of the set-member pool (default 100)
-  --prefix P           key prefix (default perf.k)
+  --prefix P           key prefix of the short names (default perf.k)
   --core N             pin to this CPU
   --dump N             print the first N datagrams of the pool to stderr and exit
 ";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Counter,
     Timer,
@@ -59,6 +66,8 @@ struct Config {
     pool_lines: usize,
     set_members: u64,
     prefix: String,
+    names: Names,
+    tagged_pct: u64,
     core: Option<usize>,
     dump: Option<usize>,
 }
@@ -96,10 +105,18 @@ fn config() -> Result<Option<Config>, String> {
         pool_lines: a.get("pool-lines", 65536)?,
         set_members: a.get("set-members", 100)?,
         prefix: a.get("prefix", "perf.k".to_string())?,
+        names: Names::parse(&a.get("names", "short".to_string())?)?,
+        tagged_pct: 0,
         core: a.opt("core")?,
         dump: a.opt("dump")?,
     };
+    let tagged: Option<u64> = a.opt("tagged")?;
     a.finish()?;
+    let mut c = c;
+    c.tagged_pct = tagged.unwrap_or(if c.names == Names::Real { 30 } else { 0 });
+    if c.tagged_pct > 100 {
+        return Err("--tagged is a percentage, 0..=100".into());
+    }
     if c.lines == 0 || c.keys == 0 || c.set_members == 0 {
         return Err("--lines, --keys and --set-members must be at least 1".into());
     }
@@ -125,9 +142,144 @@ fn kind_of(seed: u64, k: usize, mix: &[u64; 4]) -> Kind {
     Kind::Set
 }
 
+/// The shape of the generated metric names.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Names {
+    /// `perf.k000123`: short, so the parser's and the tables' fixed costs dominate.
+    Short,
+    /// Dotted names of 30–90 bytes, as applications send them.
+    Real,
+}
+
+impl Names {
+    fn parse(s: &str) -> Result<Names, String> {
+        match s {
+            "short" => Ok(Names::Short),
+            "real" => Ok(Names::Real),
+            _ => Err(format!("--names wants short or real, got `{s}`")),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Names::Short => "short",
+            Names::Real => "real",
+        }
+    }
+}
+
+const APPS: &[&str] = &[
+    "api",
+    "web",
+    "auth",
+    "search",
+    "billing",
+    "checkout",
+    "payments",
+    "inventory",
+    "notifications",
+    "recommendations",
+    "gateway",
+    "ledger",
+];
+const COMPONENTS: &[&str] = &[
+    "db",
+    "cache",
+    "http",
+    "queue",
+    "worker",
+    "rpc",
+    "scheduler",
+    "grpc_client",
+    "kafka_consumer",
+    "object_store",
+    "session",
+    "pool",
+];
+const SUBJECTS: &[&str] = &[
+    "requests",
+    "errors",
+    "latency",
+    "bytes_in",
+    "bytes_out",
+    "connections",
+    "retries",
+    "queue_depth",
+    "hits",
+    "misses",
+];
+/// Tag keys and their values; a tagged key draws 2–4 distinct keys.
+const TAGS: &[(&str, &[&str])] = &[
+    ("env", &["prod", "staging", "dev"]),
+    ("region", &["us-east-1", "eu-west-1", "ap-southeast-2"]),
+    ("az", &["a", "b", "c"]),
+    ("version", &["1.4.2", "1.5.0", "2.0.1"]),
+    ("status_code", &["200", "404", "500", "503"]),
+    ("method", &["GET", "POST", "PUT"]),
+];
+/// The longest realistic name; optional segments are dropped until a name fits.
+const MAX_REAL_NAME: usize = 90;
+
+/// The metric name of key `k` (type word and all), and its tag suffix (`|#a:b,c:d` or empty).
+/// Both are fixed per key, so the number of distinct series is exactly `--keys`.
+fn key_name(c: &Config, k: usize, kind: Kind, width: usize) -> (String, String) {
+    let mut r = Rng::new(c.seed ^ 0x5EED_0000_0000 ^ (k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let name = match c.names {
+        Names::Short => format!("{}{:0width$}", c.prefix, k),
+        Names::Real => {
+            let pick = |r: &mut Rng, l: &[&'static str]| l[r.below(l.len() as u64) as usize];
+            let app = pick(&mut r, APPS);
+            let kind_word = match kind {
+                Kind::Counter => "count",
+                Kind::Timer => "timer",
+                Kind::Gauge => "gauge",
+                Kind::Set => "set",
+            };
+            let svc = 1 + r.below(20);
+            let host = r.below(1000);
+            // Zero to two components, then a subject most of the time.
+            let mut optional: Vec<&str> = Vec::with_capacity(3);
+            for _ in 0..r.below(3) {
+                optional.push(pick(&mut r, COMPONENTS));
+            }
+            if r.below(10) < 8 {
+                optional.push(pick(&mut r, SUBJECTS));
+            }
+            loop {
+                let mut n = format!("{app}.{kind_word}.svc{svc:02}.host{host:04}");
+                for seg in &optional {
+                    n.push('.');
+                    n.push_str(seg);
+                }
+                let _ = write!(n, ".metric_{k:0width$}", width = width.max(7));
+                if n.len() <= MAX_REAL_NAME || optional.is_empty() {
+                    break n;
+                }
+                optional.remove(0);
+            }
+        }
+    };
+    let mut tags = String::new();
+    if r.below(100) < c.tagged_pct {
+        let n = 2 + r.below(3) as usize;
+        let mut order: Vec<usize> = (0..TAGS.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, r.below(i as u64 + 1) as usize);
+        }
+        for (i, &t) in order[..n].iter().enumerate() {
+            let (key, values) = TAGS[t];
+            tags.push_str(if i == 0 { "|#" } else { "," });
+            tags.push_str(key);
+            tags.push(':');
+            tags.push_str(values[r.below(values.len() as u64) as usize]);
+        }
+    }
+    (name, tags)
+}
+
 /// Appends one line (no newline) for key `k` of kind `kind`.
-fn push_line(out: &mut Vec<u8>, name: &str, kind: Kind, rng: &mut Rng, set_members: u64) {
-    let mut s = String::with_capacity(48);
+fn push_line(out: &mut Vec<u8>, name: &str, tags: &str, kind: Kind, rng: &mut Rng, set_members: u64) {
+    let mut s = String::with_capacity(name.len() + tags.len() + 24);
     s.push_str(name);
     s.push(':');
     match kind {
@@ -159,6 +311,7 @@ fn push_line(out: &mut Vec<u8>, name: &str, kind: Kind, rng: &mut Rng, set_membe
             let _ = write!(s, "u{}|s", rng.below(set_members));
         }
     }
+    s.push_str(tags);
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -166,19 +319,28 @@ struct Pool {
     data: Vec<u8>,
     bounds: Vec<(usize, usize)>,
     kind_lines: [u64; 4],
+    tagged_lines: u64,
+    name_bytes: (usize, usize, f64),
 }
 
 fn build_pool(c: &Config) -> Result<Pool, String> {
     let width = (c.keys - 1).to_string().len().max(6);
-    let names: Vec<String> = (0..c.keys).map(|k| format!("{}{:0width$}", c.prefix, k)).collect();
     let kinds: Vec<Kind> = (0..c.keys).map(|k| kind_of(c.seed, k, &c.mix)).collect();
+    let keys: Vec<(String, String)> = (0..c.keys).map(|k| key_name(c, k, kinds[k], width)).collect();
+    let lens = keys.iter().map(|(n, _)| n.len());
+    let name_bytes = (
+        lens.clone().min().unwrap_or(0),
+        lens.clone().max().unwrap_or(0),
+        lens.sum::<usize>() as f64 / c.keys as f64,
+    );
     let total_lines = c.pool_lines.max(c.keys).div_ceil(c.lines) * c.lines;
     let mut rng = Rng::new(c.seed);
     let mut order: Vec<usize> = (0..c.keys).collect();
     let mut next = order.len(); // forces a shuffle before the first line
-    let mut data = Vec::with_capacity(total_lines * (names[0].len() + 12));
+    let mut data = Vec::with_capacity(total_lines * (name_bytes.2 as usize + 16));
     let mut bounds = Vec::with_capacity(total_lines / c.lines);
     let mut kind_lines = [0u64; 4];
+    let mut tagged_lines = 0u64;
     for d in 0..total_lines / c.lines {
         let start = data.len();
         for l in 0..c.lines {
@@ -194,7 +356,9 @@ fn build_pool(c: &Config) -> Result<Pool, String> {
                 data.push(b'\n');
             }
             kind_lines[kinds[k] as usize] += 1;
-            push_line(&mut data, &names[k], kinds[k], &mut rng, c.set_members);
+            let (name, tags) = &keys[k];
+            tagged_lines += !tags.is_empty() as u64;
+            push_line(&mut data, name, tags, kinds[k], &mut rng, c.set_members);
         }
         if data.len() - start > 65507 {
             return Err(format!(
@@ -204,7 +368,7 @@ fn build_pool(c: &Config) -> Result<Pool, String> {
         }
         bounds.push((start, data.len()));
     }
-    Ok(Pool { data, bounds, kind_lines })
+    Ok(Pool { data, bounds, kind_lines, tagged_lines, name_bytes })
 }
 
 fn run(c: Config) -> Result<(), String> {
@@ -225,7 +389,8 @@ fn run(c: Config) -> Result<(), String> {
         prefix.push(prefix.last().unwrap() + (e - s) as u64);
     }
     let pool_bytes = *prefix.last().unwrap();
-    let kind_lines = pool.kind_lines;
+    let max_datagram = pool.bounds.iter().map(|&(s, e)| e - s).max().unwrap_or(0);
+    let (kind_lines, tagged_lines, name_bytes) = (pool.kind_lines, pool.tagged_lines, pool.name_bytes);
     let mut pool = SendPool::new(pool.data, &pool.bounds);
     let n_pool = pool.len();
 
@@ -306,8 +471,18 @@ fn run(c: Config) -> Result<(), String> {
                     frac(3)
                 )
             )
+            .str("names", c.names.as_str())
+            .raw(
+                "name_bytes",
+                &format!(
+                    "{{\"min\":{},\"max\":{},\"mean\":{:.1}}}",
+                    name_bytes.0, name_bytes.1, name_bytes.2
+                )
+            )
+            .num("tagged_line_fraction", tagged_lines as f64 / total_kind as f64)
             .int("pool_datagrams", n_pool as u64)
             .num("avg_datagram_bytes", pool_bytes as f64 / n_pool as f64)
+            .int("max_datagram_bytes", max_datagram as u64)
             .num("target_lines_per_s", c.rate)
             .int("batch", c.batch as u64)
             .int("datagrams", sent)
@@ -342,5 +517,96 @@ fn main() -> ExitCode {
             eprintln!("loadgen: {e}\n\n{HELP}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn config(names: Names, keys: usize, lines: usize, tagged_pct: u64) -> Config {
+        Config {
+            target: "127.0.0.1:8125".parse().unwrap(),
+            duration: Duration::from_secs(1),
+            rate: 0.0,
+            lines,
+            keys,
+            mix: [4, 3, 2, 1],
+            seed: 42,
+            batch: 64,
+            pool_lines: 1000,
+            set_members: 100,
+            prefix: "perf.k".into(),
+            names,
+            tagged_pct,
+            core: None,
+            dump: None,
+        }
+    }
+
+    /// Every line of the pool, split off its datagram.
+    fn lines(p: &Pool) -> Vec<&str> {
+        p.bounds.iter().flat_map(|&(s, e)| std::str::from_utf8(&p.data[s..e]).unwrap().split('\n')).collect()
+    }
+
+    #[test]
+    fn real_names_are_dotted_30_to_90_bytes_and_one_per_key() {
+        let c = config(Names::Real, 100_000, 20, 30);
+        let p = build_pool(&c).unwrap();
+        let all = lines(&p);
+        assert_eq!(all.len(), 100_000);
+        let mut series = HashSet::new();
+        let (mut tagged, mut with_subject) = (0, 0);
+        for l in &all {
+            let (name, rest) = l.split_once(':').unwrap();
+            assert!((30..=90).contains(&name.len()), "{name} is {} bytes", name.len());
+            let segs: Vec<&str> = name.split('.').collect();
+            assert!(segs.len() >= 5, "{name}");
+            assert!(APPS.contains(&segs[0]), "{name}");
+            let ty = rest.split('|').nth(1).unwrap();
+            let word = match ty {
+                "c" => "count",
+                "ms" => "timer",
+                "g" => "gauge",
+                "s" => "set",
+                _ => panic!("type {ty} in {l}"),
+            };
+            assert_eq!(segs[1], word, "{l}");
+            assert!(segs[2].starts_with("svc") && segs[3].starts_with("host"), "{name}");
+            assert!(segs.last().unwrap().starts_with("metric_"), "{name}");
+            with_subject += SUBJECTS.contains(&segs[segs.len() - 2]) as usize;
+            let tags = rest.split_once("|#").map(|(_, t)| t);
+            if let Some(t) = tags {
+                let n = t.split(',').count();
+                assert!((2..=4).contains(&n), "{l}");
+                assert!(t.split(',').all(|kv| kv.contains(':')), "{l}");
+                tagged += 1;
+            }
+            series.insert((name, tags));
+        }
+        // Each key appears once per pass and is its own series (name and tags fixed per key).
+        assert_eq!(series.len(), 100_000);
+        assert!((25_000..35_000).contains(&tagged), "{tagged} tagged lines");
+        assert!((70_000..90_000).contains(&with_subject), "{with_subject} with a subject");
+        let n = (p.name_bytes.0, p.name_bytes.1);
+        assert!(n.0 >= 30 && n.1 <= 90 && p.name_bytes.2 > 45.0, "{:?}", p.name_bytes);
+    }
+
+    #[test]
+    fn short_names_carry_no_tags_by_default() {
+        let p = build_pool(&config(Names::Short, 1000, 20, 0)).unwrap();
+        let all = lines(&p);
+        assert_eq!(all.len(), 1000);
+        assert!(all.iter().all(|l| l.starts_with("perf.k") && !l.contains("|#")));
+        assert_eq!(all.iter().map(|l| l.split(':').next().unwrap()).collect::<HashSet<_>>().len(), 1000);
+        assert_eq!(p.tagged_lines, 0);
+    }
+
+    #[test]
+    fn the_same_seed_builds_the_same_pool() {
+        let a = build_pool(&config(Names::Real, 5000, 20, 30)).unwrap();
+        let b = build_pool(&config(Names::Real, 5000, 20, 30)).unwrap();
+        assert_eq!(a.data, b.data);
     }
 }

@@ -29,7 +29,7 @@ nullrecv: busy-poll recvmmsg and only count datagrams and lines (the baseline)
   --batch N            datagrams per recvmmsg, 1..=1024 (default 64)
   --buf-size N         bytes per datagram buffer (default 2048; longer ones are truncated, counted)
   --core N             pin to this CPU
-  --mock-flush D       every D, print {\"gauges\":{\"stats_counts.statsd.metrics_received\":N},...}
+  --mock-flush D       every D, print {\"gauges\":{\"stats_counts.statsd.metrics_received\":N,...},...}
                        like kstatsd --console json (for testing perf/run without kstatsd)
 ";
 
@@ -73,7 +73,8 @@ fn mock_flush(received: u64) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{{\"gauges\":{{\"stats_counts.statsd.metrics_received\":{received}}},\"clock\":{clock}}}"
+        "{{\"gauges\":{{\"stats_counts.statsd.metrics_received\":{received},\
+         \"stats_counts.statsd.bad_lines_seen\":0}},\"clock\":{clock}}}"
     );
     let _ = out.flush();
 }
