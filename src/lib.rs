@@ -13,16 +13,17 @@
 //!
 //! Modules: [`config`] (file, flags, environment, validation), [`daemon`] (assembly), [`net`] (socket set-up, the
 //! `recvmmsg` batch, kernel drop counts, stream framing, Unix sockets, the management port),
-//! [`server`] (the ingest loop), [`parse`] (statsd lines, pystatsd JSON), [`aggregate`],
-//! [`flush`] (and the failure hook), [`sink`], [`dump`] (the debug dump), [`reload`] (SIGHUP),
+//! [`server`] (the ingest loop), [`ingest`] (the one path from a datagram or a stream read into
+//! the tables, and the debug dump), [`parse`] (statsd lines, pystatsd JSON), [`aggregate`],
+//! [`flush`] (and the failure hook), [`sink`], [`reload`] (SIGHUP),
 //! [`admin`] (`/metrics` and `/healthz` over HTTP).
 
 pub mod admin;
 pub mod aggregate;
 pub mod config;
 pub mod daemon;
-pub mod dump;
 pub mod flush;
+pub mod ingest;
 pub mod net;
 pub mod parse;
 pub mod reload;

@@ -18,7 +18,8 @@
 mod common;
 
 use common::{Daemon, Flush};
-use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
+use kstatsd::aggregate::{Limits, Tables};
+use kstatsd::ingest::{self, Format};
 use kstatsd::parse::{BadLine, LineBuf};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -949,7 +950,7 @@ fn flood_in_process(line: fn(&mut Vec<u8>, &[u8])) -> (Tables, f64, isize) {
     common::alloc::reset_peak();
     let mut tables = Tables::new(limits);
     let mut buf = LineBuf::default();
-    ingest_datagram(&mut tables, b"old.c:1|c\nold.s:a|s", &mut buf);
+    ingest::datagram(&mut tables, b"old.c:1|c\nold.s:a|s", Format::Statsd, false, &mut buf, &mut None);
     let mut dg: Vec<u8> = Vec::with_capacity(4096);
     let mut num = itoa::Buffer::new();
     let mut old = 1.0;
@@ -961,7 +962,7 @@ fn flood_in_process(line: fn(&mut Vec<u8>, &[u8])) -> (Tables, f64, isize) {
         }
         dg.extend_from_slice(b"old.c:1|c\nold.s:a|s");
         old += 1.0;
-        ingest_datagram(&mut tables, &dg, &mut buf);
+        ingest::datagram(&mut tables, &dg, Format::Statsd, false, &mut buf, &mut None);
     }
     let peak = common::alloc::peak() - before;
     eprintln!(

@@ -693,14 +693,37 @@ fn reuse_slot<T: Default>(v: &mut Vec<T>, len: &mut usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::ingest_datagram;
+    use crate::parse::{parse_line, LineBuf, Parsed};
 
     fn tables() -> Tables {
         Tables::new(Limits::default())
     }
 
+    /// Records a datagram's lines one by one through the full parser, counting them as the ingest
+    /// path does (which has its own tests, against this same line-by-line reading).
     fn feed(t: &mut Tables, datagram: &str) {
-        ingest_datagram(t, datagram.as_bytes(), &mut Default::default());
+        let mut buf = LineBuf::default();
+        t.stats.packets += 1;
+        for line in datagram.split('\n').map(str::as_bytes).filter(|l| !l.is_empty()) {
+            match parse_line(line, &mut buf) {
+                Ok(Parsed::Metric { name, tags }) => {
+                    t.stats.metrics += 1;
+                    for &why in &buf.bad {
+                        t.stats.count_bad(why);
+                    }
+                    if !buf.samples.is_empty() {
+                        if let Err(why) = t.record(name, tags, line, &buf.samples) {
+                            t.stats.count_bad(why);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    t.stats.metrics += 1;
+                    t.stats.count_bad(why);
+                }
+            }
+        }
     }
 
     fn find<'a>(t: &'a Tables, kind: Kind, key: &str) -> Option<SeriesRef<'a>> {

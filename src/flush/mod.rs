@@ -424,8 +424,8 @@ fn inject_meta(tables: &mut Tables, prefix: &str, meta: &FlushMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::ingest_datagram;
     use crate::config::{parse_file, Config, Overrides};
+    use crate::ingest::{self, Format};
     use std::collections::BTreeMap;
 
     /// Feeds one interval per entry of `intervals` and returns every flush as name → value.
@@ -438,7 +438,14 @@ mod tests {
         let mut out = Vec::new();
         for (i, datagram) in intervals.iter().enumerate() {
             if !datagram.is_empty() {
-                ingest_datagram(&mut tables, datagram.as_bytes(), &mut Default::default());
+                ingest::datagram(
+                    &mut tables,
+                    datagram.as_bytes(),
+                    Format::Statsd,
+                    false,
+                    &mut Default::default(),
+                    &mut None,
+                );
             }
             let meta = FlushMeta { interval: 2.0, clock: i as u64, ..FlushMeta::default() };
             let snap = flusher.flush(&mut tables, &meta);
@@ -501,7 +508,14 @@ mod tests {
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());
         for p in ["a", "b", "c", "d"] {
-            ingest_datagram(&mut tables, names(p).as_bytes(), &mut Default::default());
+            ingest::datagram(
+                &mut tables,
+                names(p).as_bytes(),
+                Format::Statsd,
+                false,
+                &mut Default::default(),
+                &mut None,
+            );
             flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
             tables.clear();
             assert!(flusher.known_series() <= 60, "{p}: {}", flusher.known_series());
@@ -513,7 +527,14 @@ mod tests {
         let config = Config::defaults().aggregate;
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());
-        ingest_datagram(&mut tables, b"api.a:1|c\napi.b:1|c\ndb.a:1|c\napi.a:1|g", &mut Default::default());
+        ingest::datagram(
+            &mut tables,
+            b"api.a:1|c\napi.b:1|c\ndb.a:1|c\napi.a:1|g",
+            Format::Statsd,
+            false,
+            &mut Default::default(),
+            &mut None,
+        );
         flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
         let before = flusher.known_series();
         assert_eq!(flusher.delete(Kind::Counter, "api.*"), 2);

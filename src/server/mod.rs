@@ -16,24 +16,21 @@
 //! gets longer, and rates use its real length.
 //!
 //! The rest of the loop is in child modules, all run by the same thread: stream connections
-//! (`streams`), the management port's clients (`admin_clients`), the SIGHUP reload (`reload`)
-//! and the per-datagram entry points (`ingest`).
+//! (`streams`), the management port's clients (`admin_clients`) and the SIGHUP reload
+//! (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
 
 mod admin_clients;
-mod ingest;
 mod reload;
 mod streams;
 
-pub use ingest::ingest_received;
-
-use ingest::ingest_unusual;
 use streams::{Conn, Role};
 
 use crate::aggregate::{Limits, Tables};
 use crate::config::{BusyPoll, Config};
-use crate::dump::DebugDump;
 use crate::flush::thread::{FlushHandle, FlushJob, FlushMsg};
 use crate::flush::FlushMeta;
+use crate::ingest::dump::DebugDump;
+use crate::ingest::{self, Format};
 use crate::net::admin;
 use crate::net::recvmmsg::Batch;
 use crate::net::{Bound, DgramSocket, Endpoint, ListenerSocket};
@@ -351,24 +348,20 @@ impl Server {
                         break;
                     }
                 };
-                let json = input.json;
+                let format = if input.json { Format::Json } else { Format::Statsd };
                 for d in 0..n {
                     let (datagram, truncated) = self.batch.datagram(d);
                     if self.capture_packets {
                         self.active.capture_packet(datagram);
                     }
-                    if truncated || json {
-                        ingest_unusual(
-                            &mut self.active,
-                            datagram,
-                            truncated,
-                            json,
-                            &mut self.line_buf,
-                            &mut self.dump,
-                        );
-                    } else {
-                        ingest_received(&mut self.active, datagram, &mut self.line_buf, &mut self.dump);
-                    }
+                    ingest::datagram(
+                        &mut self.active,
+                        datagram,
+                        format,
+                        truncated,
+                        &mut self.line_buf,
+                        &mut self.dump,
+                    );
                 }
                 total += n;
                 if n < self.batch.capacity() {

@@ -3,8 +3,8 @@
 //! management port do (a `mio::Waker` wakes the loop) and is applied between two turns.
 
 use super::{Server, LISTENER_BASE};
-use crate::dump::DebugDump;
 use crate::flush::thread::FlushMsg;
+use crate::ingest::dump::DebugDump;
 use crate::net::recvmmsg::Batch;
 use crate::net::{Bound, DgramSocket, Endpoint, ListenerSocket};
 use mio::{Interest, Token};

@@ -456,10 +456,13 @@ mod tests {
         let toml = format!("[aggregate]\n{aggregate}\n");
         let config = Config::build(parse_file(&toml).unwrap(), &Overrides::default()).unwrap();
         let mut tables = crate::aggregate::Tables::new(config.aggregate.limits.clone());
-        crate::aggregate::ingest_datagram(
+        crate::ingest::datagram(
             &mut tables,
             lines.as_bytes(),
+            crate::ingest::Format::Statsd,
+            false,
             &mut crate::parse::LineBuf::default(),
+            &mut None,
         );
         let naming = Naming::new(&config.aggregate);
         let mut flusher = Flusher::new(config.aggregate.clone());
