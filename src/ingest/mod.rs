@@ -243,7 +243,7 @@ pub fn stream_bytes(
     tables: &mut Tables,
     framer: &mut StreamFramer,
     bytes: &[u8],
-    limits: framing::Limits,
+    limits: framing::FrameLimits,
     buf: &mut LineBuf,
     dump: &mut Option<DebugDump>,
 ) {
@@ -258,7 +258,7 @@ pub fn stream_bytes(
 pub fn stream_end(
     tables: &mut Tables,
     framer: &mut StreamFramer,
-    limits: framing::Limits,
+    limits: framing::FrameLimits,
     buf: &mut LineBuf,
     dump: &mut Option<DebugDump>,
 ) {
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn stream_reads_count_as_packets_and_their_lines_and_frames_are_recorded() {
-        let limits = framing::Limits { max_line: 16, max_frame: 32 };
+        let limits = framing::FrameLimits { max_line: 16, max_frame: 32 };
         let (mut t, mut buf) = (Tables::new(Limits::default()), LineBuf::default());
         let mut lines = StreamFramer::new(Framing::Newline);
         stream_bytes(&mut t, &mut lines, b"a:1|c\r\nb:", limits, &mut buf, &mut None);

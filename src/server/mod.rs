@@ -32,7 +32,7 @@ use crate::flush::FlushMeta;
 use crate::ingest::dump::DebugDump;
 use crate::ingest::{self, Format};
 use crate::net::admin;
-use crate::net::recvmmsg::Batch;
+use crate::net::recvmmsg::RecvBatch;
 use crate::net::{Bound, DgramSocket, Endpoint, ListenerSocket};
 use crate::parse::LineBuf;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -96,7 +96,7 @@ pub struct Server {
     /// A datagram socket reported readiness since this turn's drain: its data is still queued
     /// (the event is edge-triggered and will not come again), so the loop must not park.
     dgram_event: bool,
-    batch: Batch,
+    batch: RecvBatch,
     line_buf: LineBuf,
     active: Box<Tables>,
     limits: Limits,
@@ -179,7 +179,7 @@ impl Server {
             refusal_logged: false,
             error_logged: false,
             dgram_event: false,
-            batch: Batch::new(s.recv_batch, s.max_datagram),
+            batch: RecvBatch::new(s.recv_batch, s.max_datagram),
             line_buf: LineBuf::default(),
             active: parts.active,
             limits: config.aggregate.limits.clone(),

@@ -5,7 +5,7 @@
 use super::{Server, LISTENER_BASE};
 use crate::flush::thread::FlushMsg;
 use crate::ingest::dump::DebugDump;
-use crate::net::recvmmsg::Batch;
+use crate::net::recvmmsg::RecvBatch;
 use crate::net::{Bound, DgramSocket, Endpoint, ListenerSocket};
 use mio::{Interest, Token};
 use std::io;
@@ -58,7 +58,7 @@ impl Server {
             }
         }
         if (old_s.recv_batch, old_s.max_datagram) != (new_s.recv_batch, new_s.max_datagram) {
-            self.batch = Batch::new(new_s.recv_batch, new_s.max_datagram);
+            self.batch = RecvBatch::new(new_s.recv_batch, new_s.max_datagram);
         }
         if (old_s.pin_ingest_core, old_s.pin_flush_core) != (new_s.pin_ingest_core, new_s.pin_flush_core) {
             log::warn!("reload: thread pinning changes only at a restart");

@@ -201,8 +201,10 @@ impl Server {
             config,
             ..
         } = self;
-        let limits =
-            framing::Limits { max_line: config.server.max_line_bytes, max_frame: config.server.max_datagram };
+        let limits = framing::FrameLimits {
+            max_line: config.server.max_line_bytes,
+            max_frame: config.server.max_datagram,
+        };
         let Some(Some(conn)) = conns.get_mut(slot) else { return (false, 0) };
         let Role::Data(framer) = &mut conn.role else { return (false, 0) };
         let mut reads = 0;
