@@ -7,9 +7,10 @@
 //! one group.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
+use kstatsd::aggregate::{Limits, Tables};
 use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming, Snapshot};
+use kstatsd::ingest::{self, Format};
 use kstatsd::parse::LineBuf;
 use kstatsd::sink::console::render_flat;
 use kstatsd::sink::kafka::KafkaNative;
@@ -24,7 +25,7 @@ use support::{corpus, Corpus, Mix, Rng};
 
 fn ingest_all(tables: &mut Tables, buf: &mut LineBuf, c: &Corpus) {
     for d in &c.datagrams {
-        ingest_datagram(tables, d, buf);
+        ingest::datagram(tables, d, Format::Statsd, false, buf, &mut None);
     }
 }
 
@@ -95,7 +96,7 @@ fn flush_serialize(cr: &mut Criterion) {
                 for _ in 0..iters {
                     tables.clear();
                     for d in &text {
-                        ingest_datagram(&mut tables, d, &mut buf);
+                        ingest::datagram(&mut tables, d, Format::Statsd, false, &mut buf, &mut None);
                     }
                     let started = Instant::now();
                     let snap = flusher.flush(&mut tables, &meta);
@@ -170,7 +171,7 @@ fn summarize_timers(cr: &mut Criterion) {
                 for _ in 0..iters {
                     tables.clear();
                     for d in &datagrams {
-                        ingest_datagram(&mut tables, d, &mut buf);
+                        ingest::datagram(&mut tables, d, Format::Statsd, false, &mut buf, &mut None);
                     }
                     let started = Instant::now();
                     let snap = flusher.flush(&mut tables, &meta);
@@ -201,7 +202,7 @@ fn kafka_lines(series: u64) -> String {
 /// `text` aggregated and flushed under `config`: the snapshot a Kafka sink is handed.
 fn kafka_snapshot<'a>(config: &Config, flusher: &'a mut Flusher, text: &str, series: u64) -> &'a Snapshot {
     let mut tables = Tables::new(config.aggregate.limits.clone());
-    ingest_datagram(&mut tables, text.as_bytes(), &mut LineBuf::default());
+    ingest::datagram(&mut tables, text.as_bytes(), Format::Statsd, false, &mut LineBuf::default(), &mut None);
     let meta = FlushMeta { interval: 10.0, clock: 1_700_000_000, ..FlushMeta::default() };
     let snap = flusher.flush(&mut tables, &meta);
     assert!(snap.num_stats >= series, "every series in the snapshot");

@@ -1,26 +1,28 @@
 //! A fixed ingest workload for profilers: builds the bench corpus for `KEYS` keys and mix
-//! (plain | tagged | malformed), then parses and aggregates it `ROUNDS` times, clearing the
-//! tables every ~2 M lines like a real interval. Deterministic, so instruction counts compare
-//! across builds:
+//! (plain | tagged | malformed | realistic), then parses and aggregates it `ROUNDS` times,
+//! clearing the tables every ~2 M lines like a real interval. Deterministic, so instruction
+//! counts compare across builds:
 //!
 //! ```sh
 //! cargo build --release --example profile_ingest
 //! valgrind --tool=callgrind --toggle-collect='profile_ingest::run' \
 //!     target/release/examples/profile_ingest 10000 plain 3
 //! ```
-//! then divide the collected instructions by the lines it prints.
+//! then divide the collected instructions by the lines it prints. `realistic` has names shaped
+//! like real ones (`api.timer.svc01.host0042.component.requests.metric_0012345`, a quarter of
+//! them with 2–4 DogStatsD tags); the others have short names (`bench.c123`).
 //!
-//! Datagrams go through `server::ingest_received`, the loop's own per-datagram entry, so the
-//! figure includes the debug dump's off branch. A fourth argument turns the dump on with that
-//! regex (`'^$'` matches no name: the cost of matching alone).
+//! Datagrams go through `ingest::datagram`, the loop's own per-datagram entry, so the figure
+//! includes the debug dump's off branch. A fourth argument turns the dump on with that regex
+//! (`'^$'` matches no name: the cost of matching alone).
 
 #[path = "../benches/support/corpus.rs"]
 mod support;
 
 use kstatsd::aggregate::{Limits, Tables};
-use kstatsd::dump::DebugDump;
+use kstatsd::ingest::dump::DebugDump;
+use kstatsd::ingest::{self, Format};
 use kstatsd::parse::LineBuf;
-use kstatsd::server::ingest_received;
 use support::{corpus, Mix};
 
 fn main() {
@@ -29,6 +31,7 @@ fn main() {
     let mix = match args.get(2).map(String::as_str) {
         Some("tagged") => Mix::Tagged,
         Some("malformed") => Mix::Malformed,
+        Some("realistic") => Mix::Realistic,
         _ => Mix::Plain,
     };
     let rounds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3);
@@ -46,7 +49,7 @@ fn run(tables: &mut Tables, datagrams: &[Vec<u8>], rounds: u64, dump: &mut Optio
     let mut buf = LineBuf::default();
     for _ in 0..rounds {
         for d in datagrams {
-            ingest_received(tables, d, &mut buf, dump);
+            ingest::datagram(tables, d, Format::Statsd, false, &mut buf, dump);
         }
         if tables.stats.metrics > 2_000_000 {
             tables.clear();

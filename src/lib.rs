@@ -14,11 +14,13 @@
 //! Modules, top layer first (each uses only the layers below it; `tests/module_graph.rs`
 //! checks it, docs/architecture.md draws it): [`server`] (the ingest loop and the SIGHUP
 //! reload), [`flush_thread`], [`daemon`] (assembly); [`config`] (file, flags, environment,
-//! validation); the components [`net`] (socket set-up, kernel drop counts, stream framing, Unix
-//! sockets), [`dump`] (the debug dump), [`flush`] (and the failure hook), [`sink`], [`source`]
-//! and [`admin`] (the management port, `/metrics` and `/healthz`); [`parse`] (statsd lines,
-//! pystatsd JSON) and [`aggregate`]; and the leaves [`fmt`] (number and JSON writers) and
-//! [`sys`] (the operating system calls: the one file with `unsafe`).
+//! validation); the components [`ingest`] (the one path from a datagram or a stream read into
+//! the tables, and the debug dump), [`net`] (socket set-up, kernel drop counts, stream framing,
+//! Unix sockets), [`flush`] (and the failure hook), [`sink`], [`source`] and [`admin`] (the
+//! management port, `/metrics` and `/healthz`); [`parse`] (statsd lines, pystatsd JSON) and
+//! [`aggregate`]; and the leaves [`fmt`] (number and JSON writers), [`settings`] (the value
+//! types every configuration section uses) and [`sys`] (the operating system calls: the one
+//! file with `unsafe`).
 
 #![deny(unsafe_code)]
 
@@ -26,10 +28,10 @@ pub mod admin;
 pub mod aggregate;
 pub mod config;
 pub mod daemon;
-pub mod dump;
 pub mod flush;
 pub mod flush_thread;
 pub mod fmt;
+pub mod ingest;
 pub mod net;
 pub mod parse;
 pub mod server;

@@ -4,7 +4,7 @@
 //! denies it everywhere else). The receive batch runs on the ingest thread; the rest at start-up,
 //! on the main thread, and pinning on the thread being pinned.
 //!
-//! A [`Batch`] owns `n` receive buffers of `size` bytes in one contiguous allocation, plus the
+//! A [`RecvBatch`] owns `n` receive buffers of `size` bytes in one contiguous allocation, plus the
 //! `iovec` and `mmsghdr` arrays that point into it, all built once. One `recv` call asks the
 //! kernel for up to `n` datagrams with a null timeout and `MSG_DONTWAIT`; we then read exactly
 //! the count it returned, each datagram's length from its `msg_len`, and whether it was cut
@@ -14,7 +14,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-pub struct Batch {
+pub struct RecvBatch {
     buffers: Vec<u8>,
     size: usize,
     iovecs: Vec<libc::iovec>,
@@ -25,11 +25,11 @@ pub struct Batch {
 // SAFETY: the raw pointers in `iovecs` and `headers` point only into `buffers` and `iovecs`,
 // heap allocations this struct owns and never reallocates after `new`; moving the struct to
 // another thread moves their only owner with them, and `recv` takes `&mut self`.
-unsafe impl Send for Batch {}
+unsafe impl Send for RecvBatch {}
 
-impl Batch {
+impl RecvBatch {
     /// `n` buffers of `size` bytes each.
-    pub fn new(n: usize, size: usize) -> Batch {
+    pub fn new(n: usize, size: usize) -> RecvBatch {
         let n = n.max(1);
         let mut buffers = vec![0u8; n * size];
         let base = buffers.as_mut_ptr();
@@ -52,7 +52,7 @@ impl Batch {
                 h
             })
             .collect();
-        Batch { buffers, size, iovecs, headers, received: 0 }
+        RecvBatch { buffers, size, iovecs, headers, received: 0 }
     }
 
     /// Receives up to `n` datagrams without blocking. `Ok(0)` never happens: an empty socket is
@@ -179,7 +179,7 @@ mod tests {
     fn receives_a_batch_and_reports_truncation() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut batch = Batch::new(4, 16);
+        let mut batch = RecvBatch::new(4, 16);
         assert_eq!(batch.recv(&rx).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         for d in ["a:1|c", "b:2|c", "this datagram is longer than 16 bytes"] {
             tx.send_to(d.as_bytes(), rx.local_addr().unwrap()).unwrap();

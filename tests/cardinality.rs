@@ -9,7 +9,8 @@ mod common;
 
 use common::hostile::*;
 use common::Daemon;
-use kstatsd::aggregate::{ingest_datagram, Limits, Tables};
+use kstatsd::aggregate::{Limits, Tables};
+use kstatsd::ingest::{self, Format};
 use kstatsd::parse::{BadLine, LineBuf};
 use std::time::{Duration, Instant};
 
@@ -188,7 +189,7 @@ fn flood_in_process(line: fn(&mut Vec<u8>, &[u8])) -> (Tables, f64, isize) {
     common::alloc::reset_peak();
     let mut tables = Tables::new(limits);
     let mut buf = LineBuf::default();
-    ingest_datagram(&mut tables, b"old.c:1|c\nold.s:a|s", &mut buf);
+    ingest::datagram(&mut tables, b"old.c:1|c\nold.s:a|s", Format::Statsd, false, &mut buf, &mut None);
     let mut dg: Vec<u8> = Vec::with_capacity(4096);
     let mut num = itoa::Buffer::new();
     let mut old = 1.0;
@@ -200,7 +201,7 @@ fn flood_in_process(line: fn(&mut Vec<u8>, &[u8])) -> (Tables, f64, isize) {
         }
         dg.extend_from_slice(b"old.c:1|c\nold.s:a|s");
         old += 1.0;
-        ingest_datagram(&mut tables, &dg, &mut buf);
+        ingest::datagram(&mut tables, &dg, Format::Statsd, false, &mut buf, &mut None);
     }
     let peak = common::alloc::peak() - before;
     eprintln!(

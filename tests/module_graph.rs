@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["fmt", "sys", "settings"],
     &["parse", "aggregate"],
-    &["ingest", "net", "dump", "flush", "sink", "source", "admin"],
+    &["ingest", "net", "flush", "sink", "source", "admin"],
     &["config"],
     &["server", "flush_thread", "daemon"],
 ];

@@ -6,9 +6,10 @@
 
 mod common;
 
-use kstatsd::aggregate::{ingest_datagram, Tables};
+use kstatsd::aggregate::Tables;
 use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::flush::{FlushMeta, Flusher, Naming};
+use kstatsd::ingest::{self, Format};
 use kstatsd::sink::prometheus::{Exposition, Prometheus};
 use kstatsd::sink::Sink;
 use std::sync::Arc;
@@ -38,7 +39,14 @@ fn a_warm_flush_allocates_nothing() {
         .collect();
     let mut counts = Vec::new();
     for i in 0..12 {
-        ingest_datagram(&mut tables, traffic.as_bytes(), &mut Default::default());
+        ingest::datagram(
+            &mut tables,
+            traffic.as_bytes(),
+            Format::Statsd,
+            false,
+            &mut Default::default(),
+            &mut None,
+        );
         let snapshot =
             flusher.flush(&mut tables, &FlushMeta { interval: 1.0, clock: i, ..FlushMeta::default() });
         let (report, allocations) = common::alloc::counted(|| sink.flush(snapshot, &naming));
@@ -57,7 +65,14 @@ fn a_warm_flush_allocates_nothing() {
     let held = exposition.current();
     let mut later = Vec::new();
     for clock in 12..14 {
-        ingest_datagram(&mut tables, traffic.as_bytes(), &mut Default::default());
+        ingest::datagram(
+            &mut tables,
+            traffic.as_bytes(),
+            Format::Statsd,
+            false,
+            &mut Default::default(),
+            &mut None,
+        );
         let snapshot =
             flusher.flush(&mut tables, &FlushMeta { interval: 1.0, clock, ..FlushMeta::default() });
         later.push(common::alloc::counted(|| sink.flush(snapshot, &naming)).1);

@@ -6,9 +6,10 @@
 mod common;
 
 use common::vectors::{compare, load, toml_for, vectors_dir, wanted};
-use kstatsd::aggregate::{ingest_datagram, Tables};
+use kstatsd::aggregate::Tables;
 use kstatsd::config::{parse_file, Config, Overrides};
 use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
+use kstatsd::ingest::{self, Format};
 use std::collections::BTreeMap;
 
 fn replay(file: &str) {
@@ -22,7 +23,14 @@ fn replay(file: &str) {
     let mut failures = Vec::new();
     for (i, flush) in v["flushes"].as_array().unwrap().iter().enumerate() {
         for packet in flush["lines"].as_array().unwrap() {
-            ingest_datagram(&mut tables, packet.as_str().unwrap().as_bytes(), &mut buf);
+            ingest::datagram(
+                &mut tables,
+                packet.as_str().unwrap().as_bytes(),
+                Format::Statsd,
+                false,
+                &mut buf,
+                &mut None,
+            );
         }
         let meta = FlushMeta { interval: 1.0, clock: 1_700_000_000 + i as u64, ..FlushMeta::default() };
         let snapshot = flusher.flush(&mut tables, &meta);

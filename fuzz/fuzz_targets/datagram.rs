@@ -6,10 +6,11 @@
 //! path finds each line's end itself) gives exactly what recording its lines one by one gives.
 #![no_main]
 
-use kstatsd::aggregate::{ingest_datagram, ingest_line, ingest_mixed_line, KeyRules, Limits, Tables};
+use kstatsd::aggregate::{KeyRules, Limits, Tables};
 use kstatsd::config::Config;
 use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming};
-use kstatsd::parse::{lines, LineBuf};
+use kstatsd::ingest::{self, Format};
+use kstatsd::parse::LineBuf;
 use kstatsd::sink::console::render_flat;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,13 +27,14 @@ fuzz_target!(|datagram: &[u8]| {
         max_samples: 64,
     };
     let mut tables = Tables::new(limits.clone());
-    ingest_datagram(&mut tables, datagram, &mut LineBuf::default());
+    ingest::datagram(&mut tables, datagram, Format::Statsd, false, &mut LineBuf::default(), &mut None);
     let mut one_by_one = Tables::new(limits);
-    for line in lines(datagram) {
-        // A datagram that starts with `{` holds pystatsd JSON messages between statsd lines.
+    for line in datagram.split(|&b| b == b'\n') {
+        // A datagram that starts with `{` holds pystatsd JSON messages between statsd lines; a
+        // stream line may be either.
         match datagram.first() {
-            Some(b'{') => ingest_mixed_line(&mut one_by_one, line, &mut LineBuf::default(), &mut ()),
-            _ => ingest_line(&mut one_by_one, line, &mut LineBuf::default()),
+            Some(b'{') => ingest::stream_line(&mut one_by_one, line, &mut LineBuf::default()),
+            _ => ingest::statsd_line(&mut one_by_one, line, &mut LineBuf::default()),
         }
     }
     assert_eq!(tables.stats.metrics, one_by_one.stats.metrics);

@@ -418,7 +418,7 @@ fn inject_meta(tables: &mut Tables, prefix: &str, meta: &FlushMeta) {
 mod tests {
     use super::config::AggregateConfig;
     use super::*;
-    use crate::aggregate::ingest_datagram;
+    use crate::ingest::{self, Format};
     use std::collections::BTreeMap;
 
     /// Feeds one interval per entry of `intervals` and returns every flush as name → value.
@@ -430,7 +430,14 @@ mod tests {
         let mut out = Vec::new();
         for (i, datagram) in intervals.iter().enumerate() {
             if !datagram.is_empty() {
-                ingest_datagram(&mut tables, datagram.as_bytes(), &mut Default::default());
+                ingest::datagram(
+                    &mut tables,
+                    datagram.as_bytes(),
+                    Format::Statsd,
+                    false,
+                    &mut Default::default(),
+                    &mut None,
+                );
             }
             let meta = FlushMeta { interval: 2.0, clock: i as u64, ..FlushMeta::default() };
             let snap = flusher.flush(&mut tables, &meta);
@@ -493,7 +500,14 @@ mod tests {
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());
         for p in ["a", "b", "c", "d"] {
-            ingest_datagram(&mut tables, names(p).as_bytes(), &mut Default::default());
+            ingest::datagram(
+                &mut tables,
+                names(p).as_bytes(),
+                Format::Statsd,
+                false,
+                &mut Default::default(),
+                &mut None,
+            );
             flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
             tables.clear();
             assert!(flusher.known_series() <= 60, "{p}: {}", flusher.known_series());
@@ -505,7 +519,14 @@ mod tests {
         let config = AggregateConfig::from_toml("").unwrap();
         let mut flusher = Flusher::new(config.clone());
         let mut tables = Tables::new(config.limits.clone());
-        ingest_datagram(&mut tables, b"api.a:1|c\napi.b:1|c\ndb.a:1|c\napi.a:1|g", &mut Default::default());
+        ingest::datagram(
+            &mut tables,
+            b"api.a:1|c\napi.b:1|c\ndb.a:1|c\napi.a:1|g",
+            Format::Statsd,
+            false,
+            &mut Default::default(),
+            &mut None,
+        );
         flusher.flush(&mut tables, &FlushMeta { interval: 1.0, ..FlushMeta::default() });
         let before = flusher.known_series();
         assert_eq!(flusher.delete(Kind::Counter, "api.*"), 2);

@@ -71,7 +71,7 @@ impl Framing {
 
 /// The limits a connection's framer applies.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct FrameLimits {
     /// Longest line (`max_line_bytes`).
     pub max_line: usize,
     /// Longest frame payload (`max_datagram`).
@@ -109,7 +109,7 @@ impl StreamFramer {
 
     /// Feeds the next bytes of the stream; calls `out` for every piece it completes.
     #[inline]
-    pub fn feed(&mut self, data: &[u8], limits: Limits, out: &mut impl FnMut(Framed<'_>)) {
+    pub fn feed(&mut self, data: &[u8], limits: FrameLimits, out: &mut impl FnMut(Framed<'_>)) {
         match &mut self.mode {
             Mode::Lines => self.lines.feed(data, limits.max_line, out),
             Mode::Frames => self.frames.feed(data, limits.max_frame, out),
@@ -138,7 +138,7 @@ impl StreamFramer {
 
     /// The end of the stream: an unfinished last line still counts, an unfinished frame is a
     /// [`Framed::TruncatedFrame`].
-    pub fn finish(&mut self, limits: Limits, out: &mut impl FnMut(Framed<'_>)) {
+    pub fn finish(&mut self, limits: FrameLimits, out: &mut impl FnMut(Framed<'_>)) {
         if let Mode::Detect { head, len } = self.mode {
             // Under four bytes in all: a frame's header cut short, or a very short last line.
             let head = &head[..usize::from(len)];
@@ -256,7 +256,7 @@ impl FrameReader {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_line: 16, max_frame: 32 };
+    const LIMITS: FrameLimits = FrameLimits { max_line: 16, max_frame: 32 };
 
     /// What came out, as text: `L:line`, `F:payload`, `line_too_long`, `frame_too_long`,
     /// `T:part`.

@@ -1,5 +1,5 @@
-//! Input parsing: splitting a datagram into lines and parsing each statsd/DogStatsD line into
-//! borrowed pieces, and reading the tags written into names. Runs on the ingest thread; never allocates, never panics, never indexes past
+//! Input parsing: each statsd/DogStatsD line into borrowed pieces (the lines themselves are cut
+//! by [`crate::ingest`]), pystatsd JSON messages, and the tags written into names. Runs on the ingest thread; never allocates, never panics, never indexes past
 //! a bound it did not check. A line that cannot be parsed yields a [`BadLine`] reason, which the
 //! caller counts; the rest of the datagram is unaffected.
 
@@ -122,49 +122,9 @@ impl BadLine {
     }
 }
 
-/// Iterates over the lines of a datagram: split on `\n` (found with memchr's iterator, which
-/// searches the whole datagram with SIMD instead of paying a call per line), a trailing `\r`
-/// stripped, empty lines skipped.
-#[inline]
-pub fn lines(datagram: &[u8]) -> Lines<'_> {
-    Lines { datagram, newlines: memchr::memchr_iter(b'\n', datagram), start: 0 }
-}
-
-pub struct Lines<'a> {
-    datagram: &'a [u8],
-    newlines: memchr::Memchr<'a>,
-    start: usize,
-}
-
-impl<'a> Iterator for Lines<'a> {
-    type Item = &'a [u8];
-
-    #[inline]
-    fn next(&mut self) -> Option<&'a [u8]> {
-        while self.start < self.datagram.len() {
-            let end = self.newlines.next().unwrap_or(self.datagram.len());
-            let line = &self.datagram[self.start..end];
-            self.start = end + 1;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.is_empty() {
-                return Some(line);
-            }
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_splits_strips_and_skips_empty() {
-        let got: Vec<&[u8]> = lines(b"a:1|c\r\n\nb:2|c\n\r\nc:3|c").collect();
-        assert_eq!(got, vec![&b"a:1|c"[..], b"b:2|c", b"c:3|c"]);
-        assert_eq!(lines(b"").count(), 0);
-        assert_eq!(lines(b"\n\n").count(), 0);
-    }
 
     #[test]
     fn reason_names_are_unique() {

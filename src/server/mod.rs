@@ -16,29 +16,26 @@
 //! gets longer, and rates use its real length.
 //!
 //! The rest of the loop is in child modules, all run by the same thread: stream connections
-//! (`streams`), the management port's clients (`admin_clients`), the SIGHUP reload (`reload`)
-//! and the per-datagram entry points (`ingest`).
+//! (`streams`), the management port's clients (`admin_clients`) and the SIGHUP reload
+//! (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
 
 mod admin_clients;
-mod ingest;
 pub mod reload;
 mod streams;
 
-pub use ingest::ingest_received;
-
-use ingest::ingest_unusual;
 use streams::{Conn, Role};
 
 use crate::admin::management as admin;
 use crate::aggregate::{Limits, Tables};
 use crate::config::Config;
-use crate::dump::DebugDump;
 use crate::flush::FlushMeta;
 use crate::flush_thread::{FlushHandle, FlushJob, FlushMsg};
+use crate::ingest::dump::DebugDump;
+use crate::ingest::{self, Format};
 use crate::net::config::BusyPoll;
 use crate::net::{BoundInput, DgramSocket, InputAddr, ListenerSocket};
 use crate::parse::LineBuf;
-use crate::sys::Batch;
+use crate::sys::RecvBatch;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,7 +97,7 @@ pub struct Server {
     /// A datagram socket reported readiness since this turn's drain: its data is still queued
     /// (the event is edge-triggered and will not come again), so the loop must not park.
     dgram_event: bool,
-    batch: Batch,
+    batch: RecvBatch,
     line_buf: LineBuf,
     active: Box<Tables>,
     limits: Limits,
@@ -183,7 +180,7 @@ impl Server {
             refusal_logged: false,
             error_logged: false,
             dgram_event: false,
-            batch: Batch::new(s.recv_batch, s.max_datagram),
+            batch: RecvBatch::new(s.recv_batch, s.max_datagram),
             line_buf: LineBuf::default(),
             active: parts.active,
             limits: config.aggregate.limits.clone(),
@@ -352,24 +349,20 @@ impl Server {
                         break;
                     }
                 };
-                let json = input.json;
+                let format = if input.json { Format::Json } else { Format::Statsd };
                 for d in 0..n {
                     let (datagram, truncated) = self.batch.datagram(d);
                     if self.capture_packets {
                         self.active.capture_packet(datagram);
                     }
-                    if truncated || json {
-                        ingest_unusual(
-                            &mut self.active,
-                            datagram,
-                            truncated,
-                            json,
-                            &mut self.line_buf,
-                            &mut self.dump,
-                        );
-                    } else {
-                        ingest_received(&mut self.active, datagram, &mut self.line_buf, &mut self.dump);
-                    }
+                    ingest::datagram(
+                        &mut self.active,
+                        datagram,
+                        format,
+                        truncated,
+                        &mut self.line_buf,
+                        &mut self.dump,
+                    );
                 }
                 total += n;
                 if n < self.batch.capacity() {

@@ -24,11 +24,11 @@
 
 use super::{Server, LISTENER_BASE};
 use crate::config::{AggregateConfig, Config, Overrides};
-use crate::dump::DebugDump;
 use crate::flush_thread::FlushMsg;
+use crate::ingest::dump::DebugDump;
 use crate::net::{BoundInput, DgramSocket, InputAddr, ListenerSocket};
 use crate::sink::{self, Sink};
-use crate::sys::Batch;
+use crate::sys::RecvBatch;
 use mio::{Interest, Token};
 use std::io;
 use std::path::PathBuf;
@@ -188,7 +188,7 @@ impl Server {
             }
         }
         if (old_s.recv_batch, old_s.max_datagram) != (new_s.recv_batch, new_s.max_datagram) {
-            self.batch = Batch::new(new_s.recv_batch, new_s.max_datagram);
+            self.batch = RecvBatch::new(new_s.recv_batch, new_s.max_datagram);
         }
         if (old_s.pin_ingest_core, old_s.pin_flush_core) != (new_s.pin_ingest_core, new_s.pin_flush_core) {
             log::warn!("reload: thread pinning changes only at a restart");

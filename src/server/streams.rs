@@ -7,20 +7,15 @@
 //! `WouldBlock` or at the end of the stream (a short read is not enough: a peer that wrote and
 //! closed before the first read has its end of stream behind the data, with no edge of its own).
 //! Stream reads land in one shared 64 KiB buffer; complete lines and frames are
-//! parsed from there, only an unfinished tail is copied into its connection ([`StreamFramer`]:
-//! newline lines or length-prefixed DogStatsD frames, per the input's framing setting).
-//!
-//! Frame errors are counted under the reasons of their datagram and line counterparts: a frame
-//! longer than `max_datagram` as `line_too_long` (a stream piece over its limit, dropped, the
-//! connection carries on), a connection closed inside a frame as `truncated_datagram` (the
-//! complete lines of the part that arrived still count, as for a datagram cut by the kernel).
+//! parsed from there ([`ingest::stream_bytes`]), only an unfinished tail is copied into its
+//! connection ([`crate::net::framing::StreamFramer`]: newline lines or length-prefixed
+//! DogStatsD frames, per the input's framing setting).
 
 use super::{Server, CONN_BASE, STREAM_READS};
 use crate::admin::management::{self as admin, AdminClient};
-use crate::aggregate::{count_too_long, ingest_mixed_line, ingest_stream_line, Observe, Tables};
-use crate::net::framing::{self, Framed, StreamFramer};
+use crate::ingest;
+use crate::net::framing::{self, StreamFramer};
 use crate::net::ListenerSocket;
-use crate::parse::{self, BadLine, LineBuf};
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -206,31 +201,24 @@ impl Server {
             config,
             ..
         } = self;
-        let limits =
-            framing::Limits { max_line: config.server.max_line_bytes, max_frame: config.server.max_datagram };
+        let limits = framing::FrameLimits {
+            max_line: config.server.max_line_bytes,
+            max_frame: config.server.max_datagram,
+        };
         let Some(Some(conn)) = conns.get_mut(slot) else { return (false, 0) };
         let Role::Data(framer) = &mut conn.role else { return (false, 0) };
-        let mut noop = ();
-        let obs: &mut dyn Observe = match dump {
-            Some(d) => d,
-            None => &mut noop,
-        };
         let mut reads = 0;
         for _ in 0..STREAM_READS {
             match conn.stream.read(stream_buf) {
                 Ok(0) => {
-                    framer.finish(limits, &mut |f: Framed<'_>| stream_piece(active, line_buf, obs, f));
+                    ingest::stream_end(active, framer, limits, line_buf, dump);
                     close_conn(conns, free, poll.registry(), slot, data_conns, admin_conns);
                     return (false, reads);
                 }
                 Ok(n) => {
                     reads += 1;
                     conn.last_active = now;
-                    active.stats.packets += 1;
-                    active.stats.bytes += n as u64;
-                    framer.feed(&stream_buf[..n], limits, &mut |f: Framed<'_>| {
-                        stream_piece(active, line_buf, obs, f)
-                    });
+                    ingest::stream_bytes(active, framer, &stream_buf[..n], limits, line_buf, dump);
                     // A short read does not mean drained: the peer's close may already be
                     // behind this data, and it brings no new edge. Only `WouldBlock` (new data
                     // brings a new edge) or the end of the stream stops the reads.
@@ -276,41 +264,6 @@ impl Server {
         });
         self.next_housekeeping = now + tick;
     }
-}
-
-/// The bad-line reason of a frame over `max_datagram`.
-const FRAME_TOO_LONG: BadLine = BadLine::LineTooLong;
-/// The bad-line reason of a connection closed inside a frame.
-const TRUNCATED_FRAME: BadLine = BadLine::Truncated;
-
-/// One framed piece of a stream connection: a line, or a frame's payload (lines, as in a
-/// datagram), or a piece that was dropped.
-#[inline]
-fn stream_piece(tables: &mut Tables, buf: &mut LineBuf, obs: &mut dyn Observe, f: Framed<'_>) {
-    match f {
-        Framed::Line(line) => ingest_stream_line(tables, line, buf, obs),
-        Framed::Frame(payload) => {
-            for line in parse::lines(payload) {
-                ingest_mixed_line(tables, line, buf, obs);
-            }
-        }
-        Framed::TooLong => count_too_long(tables),
-        Framed::FrameTooLong => count_bad_piece(tables, FRAME_TOO_LONG),
-        Framed::TruncatedFrame(part) => {
-            // Its complete lines count; the cut tail is the bad line.
-            let complete = memchr::memrchr(b'\n', part).map_or(0, |i| i + 1);
-            for line in parse::lines(&part[..complete]) {
-                ingest_mixed_line(tables, line, buf, obs);
-            }
-            count_bad_piece(tables, TRUNCATED_FRAME);
-        }
-    }
-}
-
-#[cold]
-fn count_bad_piece(tables: &mut Tables, why: BadLine) {
-    tables.stats.metrics += 1;
-    tables.stats.count_bad(why);
 }
 
 fn close_conn(

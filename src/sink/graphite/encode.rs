@@ -144,9 +144,10 @@ impl Encode for Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{ingest_datagram, Tables};
+    use crate::aggregate::Tables;
     use crate::flush::config::AggregateConfig;
     use crate::flush::{FlushMeta, Flusher};
+    use crate::ingest::{self, Format};
 
     const TRAFFIC: &str = "api.hits:3|c\napi.hits:2|c|@0.5\napi.lat:10|ms\napi.lat:20|ms\napi.lat:30|ms\n\
                            q.depth:7|g\nq.depth:+3|g\nusers:a|s\nusers:b|s\nusers:a|s\n\
@@ -169,7 +170,7 @@ mod tests {
         let mut tables = Tables::new(config.limits.clone());
         let mut buf = Default::default();
         for d in datagrams {
-            ingest_datagram(&mut tables, d, &mut buf);
+            ingest::datagram(&mut tables, d, Format::Statsd, false, &mut buf, &mut None);
         }
         let meta = FlushMeta { interval: 2.0, clock: 1_800_000_000, ..FlushMeta::default() };
         let snapshot = flusher.flush(&mut tables, &meta);

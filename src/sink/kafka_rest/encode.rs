@@ -492,10 +492,13 @@ mod tests {
     fn with_snapshot(aggregate: &str, lines: &str, f: impl FnOnce(&Snapshot, &Naming)) {
         let aggregate = AggregateConfig::from_toml(aggregate).unwrap();
         let mut tables = crate::aggregate::Tables::new(aggregate.limits.clone());
-        crate::aggregate::ingest_datagram(
+        crate::ingest::datagram(
             &mut tables,
             lines.as_bytes(),
+            crate::ingest::Format::Statsd,
+            false,
             &mut crate::parse::LineBuf::default(),
+            &mut None,
         );
         let naming = Naming::new(&aggregate);
         let mut flusher = Flusher::new(aggregate.clone());

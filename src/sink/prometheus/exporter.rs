@@ -658,9 +658,10 @@ fn help(family: &str, kind: Kind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{ingest_datagram, Tables};
+    use crate::aggregate::Tables;
     use crate::flush::config::AggregateConfig;
     use crate::flush::{FlushMeta, Flusher};
+    use crate::ingest::{self, Format};
 
     /// Feeds one interval per entry (through the real aggregation and flush) and returns the
     /// exposition after each.
@@ -672,7 +673,14 @@ mod tests {
         let mut out = Vec::new();
         for (i, datagram) in intervals.iter().enumerate() {
             if !datagram.is_empty() {
-                ingest_datagram(&mut tables, datagram.as_bytes(), &mut Default::default());
+                ingest::datagram(
+                    &mut tables,
+                    datagram.as_bytes(),
+                    Format::Statsd,
+                    false,
+                    &mut Default::default(),
+                    &mut None,
+                );
             }
             let meta = FlushMeta { interval: 1.0, clock: i as u64, ..FlushMeta::default() };
             let snap = flusher.flush(&mut tables, &meta);

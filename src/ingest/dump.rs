@@ -10,13 +10,13 @@
 //! are any.)
 //!
 //! Matching and formatting run on the ingest thread, inside the parse (see
-//! [`crate::aggregate::Observe`]); writing runs on a `kstatsd-dump` thread, because the ingest
+//! [`super::Observe`]); writing runs on a `kstatsd-dump` thread, because the ingest
 //! thread must never wait on stderr. The two share a bounded buffer (1 MiB): when the writer
 //! falls behind, lines are dropped and counted (`statsd.debug_dump_dropped`), never queued
 //! without bound. When the dump is off the ingest loop takes the unobserved path, whose
 //! observer is `()`: the only cost is one predictable branch per datagram (README, "Debug dump").
 
-use crate::aggregate::Observe;
+use super::Observe;
 use crate::parse::{Kind, Sample, SampleValue};
 use regex::bytes::Regex;
 use std::io::Write;
