@@ -131,9 +131,17 @@ pub fn start_all(s: &Sections<'_>) -> std::io::Result<Vec<Box<dyn Sink>>> {
     if let Some(k) = s.kafka_rest {
         sinks.push(Box::new(kafka_rest::KafkaRest::new(k, s.counter_rates, s.meta_prefix)?));
     }
+    #[cfg(feature = "kafka")]
     if let Some(k) = s.kafka {
         let native = kafka::KafkaNative::new(k, s.counter_rates, s.meta_prefix, s.flush_interval)?;
         sinks.push(Box::new(native));
+    }
+    #[cfg(not(feature = "kafka"))]
+    if s.kafka.is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "[sinks.kafka]: this kstatsd was built without the native Kafka sink (cargo feature `kafka`)",
+        ));
     }
     Ok(sinks)
 }

@@ -4,7 +4,7 @@
 //! found too large is split and produced again from this thread; every other failure is
 //! dropped, counted by [`Reason`], and logged at most once per flush interval per reason.
 
-use super::Producer;
+use super::producer::Producer;
 use crate::sink::kafka_rest::encode::split_flat;
 use crate::sink::outbox::{Dropped, Figures};
 use rdkafka::client::ClientContext;
