@@ -147,7 +147,7 @@ impl Server {
             interval_series: self.active.series_count(),
             connections_open: self.data_conns,
             admin_clients: self.admin_conns,
-            overruns_pending: self.overruns,
+            overruns_pending: self.clock.overruns,
             healthy: self.healthy.is_up(),
         }
     }

@@ -15,20 +15,21 @@
 //! aggregating into the same tables, counts one overrun and retries every turn: the interval just
 //! gets longer, and rates use its real length.
 //!
-//! The rest of the loop is in child modules, all run by the same thread: stream connections
-//! (`streams`), the management port's clients (`admin_clients`) and the SIGHUP reload
-//! (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
+//! The rest of the loop is in child modules, all run by the same thread: the flush deadline and
+//! the spare tables (`clock`), stream connections (`streams`), the management port's clients
+//! (`admin_clients`) and the SIGHUP reload (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
 
 mod admin_clients;
+mod clock;
 pub mod reload;
 mod streams;
 
+use clock::Clock;
 use streams::{Conn, Role};
 
 use crate::admin::management as admin;
 use crate::aggregate::{Limits, Tables};
 use crate::config::Config;
-use crate::flush::FlushMeta;
 use crate::flush_thread::{FlushHandle, FlushJob, FlushMsg};
 use crate::ingest::dump::DebugDump;
 use crate::ingest::{self, Format};
@@ -41,7 +42,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Batches read from one socket before the loop looks at the others and at the clock. Chosen,
 /// not tuned yet: 16 × 64 datagrams is about a millisecond of a full socket, short enough for
@@ -102,16 +103,9 @@ pub struct Server {
     active: Box<Tables>,
     limits: Limits,
     flush: FlushHandle,
-    /// The spare tables when they came back before they were needed (see `wait_for_spare`).
-    spare: Option<Box<Tables>>,
-    interval: Duration,
-    last_flush: Instant,
-    next_flush: Instant,
-    /// The Unix second of the last flush (see [`flush_clock`]).
-    last_clock: u64,
+    /// The flush deadline, the spare tables and the overruns.
+    clock: Clock,
     last_data: Instant,
-    overruns: u64,
-    overrun_pending: bool,
     flush_thread_gone: bool,
     busy_poll: BusyPoll,
     capture_packets: bool,
@@ -185,14 +179,8 @@ impl Server {
             active: parts.active,
             limits: config.aggregate.limits.clone(),
             flush: parts.flush,
-            spare: None,
-            interval: config.aggregate.flush_interval,
-            last_flush: now,
-            next_flush: now + config.aggregate.flush_interval,
-            last_clock: 0,
+            clock: Clock::new(config.aggregate.flush_interval, now),
             last_data: now,
-            overruns: 0,
-            overrun_pending: false,
             flush_thread_gone: false,
             busy_poll: s.busy_poll,
             capture_packets: parts.capture_packets,
@@ -301,7 +289,7 @@ impl Server {
         if got > 0 {
             self.last_data = now;
         }
-        if now >= self.next_flush {
+        if now >= self.clock.next_flush {
             self.try_flush(now);
         }
         if now >= self.next_housekeeping {
@@ -316,7 +304,7 @@ impl Server {
                 BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
             };
             if park {
-                let mut until = self.next_flush;
+                let mut until = self.clock.next_flush;
                 if self.data_conns + self.admin_conns > 0 {
                     until = until.min(self.next_housekeeping);
                 }
@@ -426,28 +414,20 @@ impl Server {
 
     /// At or after the deadline: swap in the spare and send the full tables, or count an overrun.
     fn try_flush(&mut self, now: Instant) {
-        let spare = match self.spare.take() {
+        let spare = match self.clock.spare.take() {
             Some(s) => Ok(s),
             None => self.flush.spares.try_recv(),
         };
         match spare {
             Ok(spare) => self.send_flush(spare, now, None),
-            Err(TryRecvError::Empty) => {
-                if !self.overrun_pending {
-                    self.overrun_pending = true;
-                    self.overruns += 1;
-                    log::warn!(
-                        "flush overrun: the previous flush is still running; this interval gets longer"
-                    );
-                }
-            }
+            Err(TryRecvError::Empty) => self.clock.overrun(),
             Err(TryRecvError::Disconnected) => {
                 if !self.flush_thread_gone {
                     self.flush_thread_gone = true;
                     log::error!("the flush thread has stopped; aggregates are being discarded");
                 }
                 self.active.clear();
-                self.next_flush = now + self.interval;
+                self.clock.skip(now);
             }
         }
     }
@@ -462,29 +442,14 @@ impl Server {
             self.active.stats.debug_dump_dropped += d.take_dropped();
         }
         let full = std::mem::replace(&mut self.active, spare);
-        let elapsed = now.duration_since(self.last_flush);
-        let meta_clock = flush_clock(self.last_clock, self.interval);
-        let meta = FlushMeta {
-            interval: elapsed.as_secs_f64(),
-            clock: meta_clock,
-            timestamp_lag_ms: (elapsed.as_secs_f64() - self.interval.as_secs_f64()) * 1e3,
-            overruns: std::mem::take(&mut self.overruns),
-            kernel_drops: 0,
-        };
+        let meta = self.clock.advance(now);
         // The flush thread gave back the spare, so it is idle, and the channel has room for this
         // job besides every admin question (see `flush::thread::QUEUE`): this send does not wait.
         if self.flush.jobs.send(FlushMsg::Job(FlushJob { tables: full, meta, shutdown_by })).is_err() {
             self.flush_thread_gone = true;
         }
-        self.overrun_pending = false;
         self.refusal_logged = false;
         self.error_logged = false;
-        self.last_flush = now;
-        self.last_clock = meta_clock;
-        self.next_flush += self.interval;
-        if self.next_flush <= now {
-            self.next_flush = now + self.interval;
-        }
     }
 
     /// Waits (at most `shutdown_timeout`) until the flush thread has returned the spare, and
@@ -494,11 +459,11 @@ impl Server {
     }
 
     fn wait_for_spare_until(&mut self, deadline: Instant) -> bool {
-        if self.spare.is_none() {
-            self.spare =
+        if self.clock.spare.is_none() {
+            self.clock.spare =
                 self.flush.spares.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok();
         }
-        self.spare.is_some()
+        self.clock.spare.is_some()
     }
 
     /// Flushes now, waiting for the spare if needed. Returns false when it did not come back in
@@ -511,7 +476,7 @@ impl Server {
         if !self.wait_for_spare_until(deadline) {
             return false;
         }
-        let spare = self.spare.take().expect("just checked");
+        let spare = self.clock.spare.take().expect("just checked");
         self.send_flush(spare, Instant::now(), shutdown_by);
         true
     }
@@ -550,36 +515,5 @@ impl Server {
         let Server { flush, .. } = self;
         let _ = flush.thread.join();
         Ok(())
-    }
-}
-/// The Unix second a flush is stamped with: now, but with a flush interval of a second or more
-/// never the same second as the previous flush. The deadlines keep a fixed cadence, so a swap
-/// that was late (a loaded machine) can be followed by an on-time one within the same second,
-/// and Graphite keeps one point per name and second: the later flush would silently overwrite
-/// the earlier (it did, in `tests/graphite.rs` under a loaded CI run). Such a clock is at most a
-/// second ahead of the wall clock (over n flushes at a fixed cadence the wall clock's second
-/// advances at least n − 1). Shorter intervals (tests, mostly) keep the plain clock, which would
-/// otherwise run ahead without bound.
-fn flush_clock(last: u64, interval: Duration) -> u64 {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if interval >= Duration::from_secs(1) && now <= last {
-        last + 1
-    } else {
-        now
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flush_clocks_never_repeat_a_second_at_intervals_of_a_second_or_more() {
-        let now = flush_clock(0, Duration::from_secs(1));
-        assert!(now > 1_700_000_000, "the wall clock when nothing was flushed yet");
-        assert_eq!(flush_clock(now, Duration::from_secs(1)), now + 1, "the same second: the next one");
-        assert_eq!(flush_clock(now, Duration::from_secs(10)), now + 1);
-        let fast = Duration::from_millis(50);
-        assert!(flush_clock(now + 100, fast) < now + 100, "short intervals keep the wall clock");
     }
 }

@@ -218,10 +218,7 @@ impl Server {
         }
         self.busy_poll = new_s.busy_poll;
         self.shutdown_timeout = new_s.shutdown_timeout;
-        if self.interval != new.aggregate.flush_interval {
-            self.interval = new.aggregate.flush_interval;
-            self.next_flush = self.last_flush + self.interval;
-        }
+        self.clock.set_interval(new.aggregate.flush_interval);
         self.limits = new.aggregate.limits.clone();
         self.active.set_limits(self.limits.clone());
         if let Some(sinks) = &loaded.sinks {
