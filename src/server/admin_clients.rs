@@ -4,13 +4,16 @@
 //! the question goes over the flush channel with `try_send`, the answer comes back on `replies`
 //! and a `mio::Waker` wakes the loop. A client over its input or output limit is disconnected,
 //! counted in the interval's `admin_clients_dropped` and logged once per interval.
+//! [`AdminClients`] holds what the answers need besides the connections: the reply channel, the
+//! health switch, the configuration text and the start time.
 
 use super::streams::{Conn, Role, Stream};
 use super::Server;
 use crate::admin::management::{self as admin, Command, LiveFigures, Query};
+use crate::admin::Health;
 use crate::flush_thread::FlushMsg;
 use std::io::{self, Read};
-use std::sync::mpsc::TrySendError;
+use std::sync::mpsc::{self, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +21,33 @@ use std::time::Instant;
 enum OverLimit {
     Input,
     Output { queued: usize },
+}
+
+/// The loop's state for the management port that is not a connection: the channel the flush
+/// thread answers on, the health switch, the running configuration as text, and the start time.
+pub(super) struct AdminClients {
+    replies_tx: mpsc::Sender<admin::Reply>,
+    replies: mpsc::Receiver<admin::Reply>,
+    /// The `health` state, shared with `/healthz`.
+    healthy: Health,
+    /// What the `config` command prints (replaced by a reload).
+    pub(super) config_text: String,
+    started: Instant,
+}
+
+impl AdminClients {
+    pub(super) fn new(healthy: Health, config_text: String, now: Instant) -> AdminClients {
+        let (replies_tx, replies) = mpsc::channel();
+        AdminClients { replies_tx, replies, healthy, config_text, started: now }
+    }
+
+    /// The answer to `health` (after setting it, when the command does).
+    fn health(&self, set: Option<bool>) -> Vec<u8> {
+        if let Some(up) = set {
+            self.healthy.set(up);
+        }
+        admin::text_reply(if self.healthy.is_up() { "health: up" } else { "health: down" })
+    }
 }
 
 impl Server {
@@ -76,17 +106,8 @@ impl Server {
                 match cmd {
                     Command::Nothing => None,
                     Command::Help => Some(admin::text_reply(admin::HELP)),
-                    Command::Health(set) => {
-                        if let Some(up) = set {
-                            self.healthy.set(up);
-                        }
-                        Some(admin::text_reply(if self.healthy.is_up() {
-                            "health: up"
-                        } else {
-                            "health: down"
-                        }))
-                    }
-                    Command::Config => Some(admin::text_reply(&self.config_text)),
+                    Command::Health(set) => Some(self.admin.health(set)),
+                    Command::Config => Some(admin::text_reply(&self.admin.config_text)),
                     Command::Quit => {
                         client.closing = true;
                         None
@@ -119,7 +140,7 @@ impl Server {
             slot,
             id,
             query,
-            reply: self.replies_tx.clone(),
+            reply: self.admin.replies_tx.clone(),
             waker: Arc::clone(&self.waker),
         };
         match self.flush.jobs.try_send(FlushMsg::Admin(Box::new(req))) {
@@ -141,14 +162,14 @@ impl Server {
     fn live_figures(&self) -> LiveFigures {
         let now = Instant::now();
         LiveFigures {
-            uptime_s: now.duration_since(self.started).as_secs(),
+            uptime_s: now.duration_since(self.admin.started).as_secs(),
             last_msg_seen_s: now.duration_since(self.last_data).as_secs(),
             interval: self.active.stats.clone(),
             interval_series: self.active.series_count(),
             connections_open: self.data_conns,
             admin_clients: self.admin_conns,
             overruns_pending: self.clock.overruns,
-            healthy: self.healthy.is_up(),
+            healthy: self.admin.healthy.is_up(),
         }
     }
 
@@ -198,7 +219,7 @@ impl Server {
 
     /// Hands the flush thread's answers to their clients and runs what they sent meanwhile.
     pub(super) fn take_replies(&mut self, now: Instant) {
-        while let Ok(r) = self.replies.try_recv() {
+        while let Ok(r) = self.admin.replies.try_recv() {
             let Some(Some(conn)) = self.conns.get_mut(r.slot) else { continue };
             if conn.id != r.id {
                 continue; // that client is gone and its slot reused

@@ -24,6 +24,7 @@ mod clock;
 pub mod reload;
 mod streams;
 
+use admin_clients::AdminClients;
 use clock::Clock;
 use streams::{Conn, Role};
 
@@ -40,7 +41,7 @@ use crate::sys::RecvBatch;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,11 +116,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     dump: Option<DebugDump>,
     waker: Arc<Waker>,
-    replies_tx: mpsc::Sender<admin::Reply>,
-    replies: mpsc::Receiver<admin::Reply>,
-    healthy: crate::admin::Health,
-    config_text: String,
-    started: Instant,
+    /// What the management port's clients are answered from.
+    admin: AdminClients,
     /// The running configuration (a reload is compared with it).
     config: Config,
     reload: Option<reload::Reloader>,
@@ -155,7 +153,6 @@ impl Server {
             }
             None => None,
         };
-        let (replies_tx, replies) = mpsc::channel();
         let now = Instant::now();
         let mut server = Server {
             poll,
@@ -189,11 +186,7 @@ impl Server {
             shutdown_timeout: s.shutdown_timeout,
             dump,
             waker,
-            replies_tx,
-            replies,
-            healthy: parts.health,
-            config_text: config.to_toml(),
-            started: now,
+            admin: AdminClients::new(parts.health, config.to_toml(), now),
             config,
             reload: None,
         };

@@ -245,7 +245,7 @@ impl Server {
         if self.flush.jobs.send(FlushMsg::Reload(Box::new(msg))).is_err() {
             self.flush_thread_gone = true;
         }
-        self.config_text = new.to_toml();
+        self.admin.config_text = new.to_toml();
         self.config = new;
         self.active.stats.config_reloads += 1;
         log::info!("configuration reloaded");
