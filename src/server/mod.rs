@@ -16,16 +16,19 @@
 //! gets longer, and rates use its real length.
 //!
 //! The rest of the loop is in child modules, all run by the same thread: the flush deadline and
-//! the spare tables (`clock`), stream connections (`streams`), the management port's clients
-//! (`admin_clients`) and the SIGHUP reload (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
+//! the spare tables (`clock`), the datagram sockets and their batch (`inputs`), stream
+//! connections (`streams`), the management port's clients (`admin_clients`) and the SIGHUP
+//! reload (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
 
 mod admin_clients;
 mod clock;
+mod inputs;
 pub mod reload;
 mod streams;
 
 use admin_clients::AdminClients;
 use clock::Clock;
+use inputs::Inputs;
 use streams::{Conn, Role};
 
 use crate::admin::management as admin;
@@ -62,14 +65,6 @@ const EXIT_GRACE: Duration = Duration::from_millis(500);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNAL: Token = Token(usize::MAX);
 
-struct DgramInput {
-    socket: DgramSocket,
-    endpoint: InputAddr,
-    local: String,
-    /// A `json_udp` port: every line is a JSON message.
-    json: bool,
-}
-
 struct ListenerInput {
     socket: ListenerSocket,
     endpoint: InputAddr,
@@ -82,7 +77,8 @@ pub struct Server {
     events: Events,
     /// (token, readable, writable) of the last poll, copied out of `events`.
     fired: Vec<(Token, bool, bool)>,
-    dgram: Vec<DgramInput>,
+    /// The datagram sockets and the batch they are read into.
+    inputs: Inputs,
     listeners: Vec<ListenerInput>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -96,10 +92,6 @@ pub struct Server {
     /// A receive, accept or admin-limit error was logged this interval: the loop logs such
     /// errors once per interval, since one that persists would recur on every turn.
     error_logged: bool,
-    /// A datagram socket reported readiness since this turn's drain: its data is still queued
-    /// (the event is edge-triggered and will not come again), so the loop must not park.
-    dgram_event: bool,
-    batch: RecvBatch,
     line_buf: LineBuf,
     active: Box<Tables>,
     limits: Limits,
@@ -158,7 +150,7 @@ impl Server {
             poll,
             events: Events::with_capacity(256),
             fired: Vec::with_capacity(256),
-            dgram: Vec::new(),
+            inputs: Inputs::new(RecvBatch::new(s.recv_batch, s.max_datagram)),
             listeners: Vec::new(),
             conns: Vec::new(),
             free: Vec::new(),
@@ -170,8 +162,6 @@ impl Server {
             next_housekeeping: now,
             refusal_logged: false,
             error_logged: false,
-            dgram_event: false,
-            batch: RecvBatch::new(s.recv_batch, s.max_datagram),
             line_buf: LineBuf::default(),
             active: parts.active,
             limits: config.aggregate.limits.clone(),
@@ -199,16 +189,8 @@ impl Server {
     /// Takes over one bound input (registering it with the poll).
     fn add_input(&mut self, b: BoundInput) -> io::Result<()> {
         match b {
-            BoundInput::Dgram { mut socket, endpoint, local } => {
-                // Datagram sockets are drained every turn; their events only end a park.
-                let token = Token(self.dgram.len());
-                match &mut socket {
-                    DgramSocket::Udp(s) => self.poll.registry().register(s, token, Interest::READABLE)?,
-                    DgramSocket::Unix(s, _) => self.poll.registry().register(s, token, Interest::READABLE)?,
-                }
-                let json = matches!(endpoint, InputAddr::JsonUdp(_));
-                self.dgram.push(DgramInput { socket, endpoint, local, json });
-                self.retoken_dgram()?;
+            BoundInput::Dgram { socket, endpoint, local } => {
+                self.inputs.add(self.poll.registry(), socket, endpoint, local)?
             }
             BoundInput::Listener { mut socket, endpoint, local } => {
                 let token = Token(LISTENER_BASE + self.listeners.len());
@@ -227,22 +209,9 @@ impl Server {
         Ok(())
     }
 
-    /// Re-registers the datagram sockets with their current index as token (after a removal).
-    fn retoken_dgram(&mut self) -> io::Result<()> {
-        for (i, d) in self.dgram.iter_mut().enumerate() {
-            match &mut d.socket {
-                DgramSocket::Udp(s) => self.poll.registry().reregister(s, Token(i), Interest::READABLE)?,
-                DgramSocket::Unix(s, _) => {
-                    self.poll.registry().reregister(s, Token(i), Interest::READABLE)?
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Where each input listens: (what it was configured as, the address or path it bound).
     pub fn local_addrs(&self) -> Vec<(InputAddr, String)> {
-        let d = self.dgram.iter().map(|d| (d.endpoint.clone(), d.local.clone()));
+        let d = self.inputs.dgram.iter().map(|d| (d.endpoint.clone(), d.local.clone()));
         d.chain(self.listeners.iter().map(|l| (l.endpoint.clone(), l.local.clone()))).collect()
     }
 
@@ -269,7 +238,7 @@ impl Server {
     /// to read either spin once or (after `busy_poll` of silence) park until something happens.
     /// Returns the number of datagrams and stream reads.
     pub fn turn(&mut self) -> io::Result<usize> {
-        self.dgram_event = false;
+        self.inputs.event = false;
         let mut got = self.drain();
         let evented = !self.listeners.is_empty() || self.data_conns + self.admin_conns > 0;
         if evented {
@@ -291,7 +260,7 @@ impl Server {
         if self.reload.as_ref().is_some_and(|r| r.pending()) {
             self.reload_step();
         }
-        if got == 0 && self.ready.is_empty() && !self.dgram_event {
+        if got == 0 && self.ready.is_empty() && !self.inputs.event {
             let park = match self.busy_poll {
                 BusyPoll::Always => false,
                 BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
@@ -312,9 +281,9 @@ impl Server {
     /// Reads what is waiting on every datagram socket; returns the number of datagrams.
     fn drain(&mut self) -> usize {
         let mut total = 0;
-        for i in 0..self.dgram.len() {
+        for i in 0..self.inputs.dgram.len() {
             for _ in 0..DRAIN_ROUNDS {
-                let (input, batch) = (&self.dgram[i], &mut self.batch);
+                let (input, batch) = (&self.inputs.dgram[i], &mut self.inputs.batch);
                 let received = match &input.socket {
                     DgramSocket::Udp(s) => s.try_io(|| batch.recv(s)),
                     DgramSocket::Unix(s, _) => s.try_io(|| batch.recv(s)),
@@ -332,7 +301,7 @@ impl Server {
                 };
                 let format = if input.json { Format::Json } else { Format::Statsd };
                 for d in 0..n {
-                    let (datagram, truncated) = self.batch.datagram(d);
+                    let (datagram, truncated) = self.inputs.batch.datagram(d);
                     if self.capture_packets {
                         self.active.capture_packet(datagram);
                     }
@@ -346,7 +315,7 @@ impl Server {
                     );
                 }
                 total += n;
-                if n < self.batch.capacity() {
+                if n < self.inputs.batch.capacity() {
                     break;
                 }
             }
@@ -374,7 +343,7 @@ impl Server {
                 self.take_replies(now);
             } else if Token(t) == SIGNAL || t < LISTENER_BASE {
                 // Signals are flags checked every turn; datagram sockets are drained every turn.
-                self.dgram_event |= t < LISTENER_BASE;
+                self.inputs.event |= t < LISTENER_BASE;
             } else if t < CONN_BASE {
                 if t - LISTENER_BASE < self.listeners.len() {
                     self.accept(t - LISTENER_BASE, now);

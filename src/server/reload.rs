@@ -176,6 +176,7 @@ impl Server {
         let udp_changed = !fresh.is_empty()
             && fresh.iter().any(|b| matches!(b, BoundInput::Dgram { socket: DgramSocket::Udp(_), .. }))
             || self
+                .inputs
                 .dgram
                 .iter()
                 .any(|d| !want.contains(&d.endpoint) && matches!(d.socket, DgramSocket::Udp(_)));
@@ -188,7 +189,7 @@ impl Server {
             }
         }
         if (old_s.recv_batch, old_s.max_datagram) != (new_s.recv_batch, new_s.max_datagram) {
-            self.batch = RecvBatch::new(new_s.recv_batch, new_s.max_datagram);
+            self.inputs.batch = RecvBatch::new(new_s.recv_batch, new_s.max_datagram);
         }
         if (old_s.pin_ingest_core, old_s.pin_flush_core) != (new_s.pin_ingest_core, new_s.pin_flush_core) {
             log::warn!("reload: thread pinning changes only at a restart");
@@ -226,6 +227,7 @@ impl Server {
         }
         let drops = udp_changed.then(|| {
             let fds: Vec<&dyn std::os::fd::AsRawFd> = self
+                .inputs
                 .dgram
                 .iter()
                 .filter_map(|d| match &d.socket {
@@ -254,23 +256,7 @@ impl Server {
     /// Closes the inputs whose endpoint is no longer wanted (their open connections stay).
     fn remove_inputs(&mut self, want: &[InputAddr]) -> io::Result<()> {
         let registry = self.poll.registry();
-        let mut removed = false;
-        self.dgram.retain_mut(|d| {
-            let keep = want.contains(&d.endpoint);
-            if !keep {
-                removed = true;
-                log::info!("reload: closing {}", d.local);
-                let _ = match &mut d.socket {
-                    DgramSocket::Udp(s) => registry.deregister(s),
-                    DgramSocket::Unix(s, _) => registry.deregister(s),
-                };
-            }
-            keep
-        });
-        if removed {
-            self.retoken_dgram()?;
-        }
-        let registry = self.poll.registry();
+        self.inputs.remove(registry, want)?;
         let before = self.listeners.len();
         self.listeners.retain_mut(|l| {
             let keep = want.contains(&l.endpoint);
