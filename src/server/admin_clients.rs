@@ -53,23 +53,24 @@ impl AdminClients {
 impl Server {
     pub(super) fn admin_read(&mut self, slot: usize, now: Instant) {
         loop {
-            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { return };
             let Role::Admin(client) = &mut conn.role else { return };
             if !client.send_buffer_set {
                 client.send_buffer_set = true;
                 fix_send_buffer(&conn.stream);
             }
-            match conn.stream.read(&mut self.stream_buf) {
+            match conn.stream.read(&mut self.streams.stream_buf) {
                 Ok(0) => {
                     self.close(slot);
                     return;
                 }
                 Ok(n) => {
-                    client.input.extend_from_slice(&self.stream_buf[..n]);
+                    client.input.extend_from_slice(&self.streams.stream_buf[..n]);
                     self.admin_commands(slot, now);
                     // What is left is an unfinished line, or commands queued behind a question
                     // to the flush thread: either way, bounded.
-                    let Some(Some(Conn { role: Role::Admin(client), .. })) = self.conns.get(slot) else {
+                    let Some(Some(Conn { role: Role::Admin(client), .. })) = self.streams.conns.get(slot)
+                    else {
                         return;
                     };
                     if client.input.len() > admin::INPUT_LIMIT {
@@ -90,7 +91,7 @@ impl Server {
     /// Runs the client's buffered commands until one needs the flush thread.
     fn admin_commands(&mut self, slot: usize, now: Instant) {
         loop {
-            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { return };
             let id = conn.id;
             let Role::Admin(client) = &mut conn.role else { return };
             if client.waiting || client.closing {
@@ -145,7 +146,7 @@ impl Server {
         };
         match self.flush.jobs.try_send(FlushMsg::Admin(Box::new(req))) {
             Ok(()) => {
-                if let Some(Some(Conn { role: Role::Admin(c), .. })) = self.conns.get_mut(slot) {
+                if let Some(Some(Conn { role: Role::Admin(c), .. })) = self.streams.conns.get_mut(slot) {
                     c.waiting = true;
                 }
                 None
@@ -166,8 +167,8 @@ impl Server {
             last_msg_seen_s: now.duration_since(self.last_data).as_secs(),
             interval: self.active.stats.clone(),
             interval_series: self.active.series_count(),
-            connections_open: self.data_conns,
-            admin_clients: self.admin_conns,
+            connections_open: self.streams.data_conns,
+            admin_clients: self.streams.admin_conns,
             overruns_pending: self.clock.overruns,
             healthy: self.admin.healthy.is_up(),
         }
@@ -175,7 +176,9 @@ impl Server {
 
     /// Queues output for an admin client; drops the client (returning false) over its limit.
     fn admin_push(&mut self, slot: usize, reply: &[u8]) -> bool {
-        let Some(Some(Conn { role: Role::Admin(c), .. })) = self.conns.get_mut(slot) else { return false };
+        let Some(Some(Conn { role: Role::Admin(c), .. })) = self.streams.conns.get_mut(slot) else {
+            return false;
+        };
         if c.push(reply) {
             return true;
         }
@@ -208,7 +211,7 @@ impl Server {
     }
 
     pub(super) fn admin_write(&mut self, slot: usize, now: Instant) {
-        let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+        let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { return };
         let Role::Admin(client) = &mut conn.role else { return };
         match client.write_to(&mut conn.stream, now) {
             Ok(true) if client.closing => self.close(slot),
@@ -220,7 +223,7 @@ impl Server {
     /// Hands the flush thread's answers to their clients and runs what they sent meanwhile.
     pub(super) fn take_replies(&mut self, now: Instant) {
         while let Ok(r) = self.admin.replies.try_recv() {
-            let Some(Some(conn)) = self.conns.get_mut(r.slot) else { continue };
+            let Some(Some(conn)) = self.streams.conns.get_mut(r.slot) else { continue };
             if conn.id != r.id {
                 continue; // that client is gone and its slot reused
             }

@@ -29,7 +29,7 @@ mod streams;
 use admin_clients::AdminClients;
 use clock::Clock;
 use inputs::Inputs;
-use streams::{Conn, Role};
+use streams::{ListenerInput, Role, Streams};
 
 use crate::admin::management as admin;
 use crate::aggregate::{Limits, Tables};
@@ -65,13 +65,6 @@ const EXIT_GRACE: Duration = Duration::from_millis(500);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNAL: Token = Token(usize::MAX);
 
-struct ListenerInput {
-    socket: ListenerSocket,
-    endpoint: InputAddr,
-    local: String,
-    admin: bool,
-}
-
 pub struct Server {
     poll: Poll,
     events: Events,
@@ -79,16 +72,8 @@ pub struct Server {
     fired: Vec<(Token, bool, bool)>,
     /// The datagram sockets and the batch they are read into.
     inputs: Inputs,
-    listeners: Vec<ListenerInput>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    ready: Vec<usize>,
-    stream_buf: Box<[u8]>,
-    data_conns: usize,
-    admin_conns: usize,
-    next_conn_id: u64,
-    next_housekeeping: Instant,
-    refusal_logged: bool,
+    /// The stream listeners and connections (management-port clients included).
+    streams: Streams,
     /// A receive, accept or admin-limit error was logged this interval: the loop logs such
     /// errors once per interval, since one that persists would recur on every turn.
     error_logged: bool,
@@ -151,16 +136,7 @@ impl Server {
             events: Events::with_capacity(256),
             fired: Vec::with_capacity(256),
             inputs: Inputs::new(RecvBatch::new(s.recv_batch, s.max_datagram)),
-            listeners: Vec::new(),
-            conns: Vec::new(),
-            free: Vec::new(),
-            ready: Vec::with_capacity(s.max_tcp_connections + admin::MAX_CLIENTS),
-            stream_buf: vec![0u8; STREAM_BUF].into_boxed_slice(),
-            data_conns: 0,
-            admin_conns: 0,
-            next_conn_id: 0,
-            next_housekeeping: now,
-            refusal_logged: false,
+            streams: Streams::new(s.max_tcp_connections + admin::MAX_CLIENTS, now),
             error_logged: false,
             line_buf: LineBuf::default(),
             active: parts.active,
@@ -193,7 +169,7 @@ impl Server {
                 self.inputs.add(self.poll.registry(), socket, endpoint, local)?
             }
             BoundInput::Listener { mut socket, endpoint, local } => {
-                let token = Token(LISTENER_BASE + self.listeners.len());
+                let token = Token(LISTENER_BASE + self.streams.listeners.len());
                 match &mut socket {
                     ListenerSocket::Tcp(l) => self.poll.registry().register(l, token, Interest::READABLE)?,
                     ListenerSocket::Unix(l, _) => {
@@ -201,9 +177,9 @@ impl Server {
                     }
                 }
                 let admin = matches!(endpoint, InputAddr::Admin(_));
-                self.listeners.push(ListenerInput { socket, endpoint, local, admin });
+                self.streams.listeners.push(ListenerInput { socket, endpoint, local, admin });
                 // A connection may have queued before registration: accept it now.
-                self.accept(self.listeners.len() - 1, Instant::now());
+                self.accept(self.streams.listeners.len() - 1, Instant::now());
             }
         }
         Ok(())
@@ -212,7 +188,7 @@ impl Server {
     /// Where each input listens: (what it was configured as, the address or path it bound).
     pub fn local_addrs(&self) -> Vec<(InputAddr, String)> {
         let d = self.inputs.dgram.iter().map(|d| (d.endpoint.clone(), d.local.clone()));
-        d.chain(self.listeners.iter().map(|l| (l.endpoint.clone(), l.local.clone()))).collect()
+        d.chain(self.streams.listeners.iter().map(|l| (l.endpoint.clone(), l.local.clone()))).collect()
     }
 
     /// What the current (unflushed) interval counted so far.
@@ -240,11 +216,11 @@ impl Server {
     pub fn turn(&mut self) -> io::Result<usize> {
         self.inputs.event = false;
         let mut got = self.drain();
-        let evented = !self.listeners.is_empty() || self.data_conns + self.admin_conns > 0;
+        let evented = !self.streams.listeners.is_empty() || self.streams.any_open();
         if evented {
             self.poll_events(Some(Duration::ZERO))?;
         }
-        if !self.ready.is_empty() {
+        if !self.streams.ready.is_empty() {
             got += self.service_ready();
         }
         let now = Instant::now();
@@ -254,21 +230,21 @@ impl Server {
         if now >= self.clock.next_flush {
             self.try_flush(now);
         }
-        if now >= self.next_housekeeping {
+        if now >= self.streams.next_housekeeping {
             self.housekeeping(now);
         }
         if self.reload.as_ref().is_some_and(|r| r.pending()) {
             self.reload_step();
         }
-        if got == 0 && self.ready.is_empty() && !self.inputs.event {
+        if got == 0 && self.streams.ready.is_empty() && !self.inputs.event {
             let park = match self.busy_poll {
                 BusyPoll::Always => false,
                 BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
             };
             if park {
                 let mut until = self.clock.next_flush;
-                if self.data_conns + self.admin_conns > 0 {
-                    until = until.min(self.next_housekeeping);
+                if self.streams.any_open() {
+                    until = until.min(self.streams.next_housekeeping);
                 }
                 self.poll_events(Some(until.saturating_duration_since(now)))?;
             } else {
@@ -345,17 +321,17 @@ impl Server {
                 // Signals are flags checked every turn; datagram sockets are drained every turn.
                 self.inputs.event |= t < LISTENER_BASE;
             } else if t < CONN_BASE {
-                if t - LISTENER_BASE < self.listeners.len() {
+                if t - LISTENER_BASE < self.streams.listeners.len() {
                     self.accept(t - LISTENER_BASE, now);
                 }
             } else {
                 let slot = t - CONN_BASE;
-                let Some(Some(conn)) = self.conns.get_mut(slot) else { continue };
+                let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { continue };
                 match conn.role {
                     Role::Data(_) => {
                         if readable && !conn.queued {
                             conn.queued = true;
-                            self.ready.push(slot);
+                            self.streams.ready.push(slot);
                         }
                     }
                     Role::Admin(_) => {
@@ -410,7 +386,7 @@ impl Server {
         if self.flush.jobs.send(FlushMsg::Job(FlushJob { tables: full, meta, shutdown_by })).is_err() {
             self.flush_thread_gone = true;
         }
-        self.refusal_logged = false;
+        self.streams.refusal_logged = false;
         self.error_logged = false;
     }
 
@@ -454,7 +430,7 @@ impl Server {
         while self.drain() > 0 && Instant::now() < reading_until {}
         // What stream clients already sent is in the socket buffers: read it.
         let now = Instant::now();
-        for slot in 0..self.conns.len() {
+        for slot in 0..self.streams.conns.len() {
             while self.read_data(slot, now).0 && Instant::now() < reading_until {}
         }
         if !self.flush_waiting(deadline, Some(deadline)) {

@@ -257,8 +257,8 @@ impl Server {
     fn remove_inputs(&mut self, want: &[InputAddr]) -> io::Result<()> {
         let registry = self.poll.registry();
         self.inputs.remove(registry, want)?;
-        let before = self.listeners.len();
-        self.listeners.retain_mut(|l| {
+        let before = self.streams.listeners.len();
+        self.streams.listeners.retain_mut(|l| {
             let keep = want.contains(&l.endpoint);
             if !keep {
                 log::info!("reload: closing {}", l.local);
@@ -269,8 +269,8 @@ impl Server {
             }
             keep
         });
-        if self.listeners.len() != before {
-            for (i, l) in self.listeners.iter_mut().enumerate() {
+        if self.streams.listeners.len() != before {
+            for (i, l) in self.streams.listeners.iter_mut().enumerate() {
                 let token = Token(LISTENER_BASE + i);
                 match &mut l.socket {
                     ListenerSocket::Tcp(t) => registry.reregister(t, token, Interest::READABLE)?,
