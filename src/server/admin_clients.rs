@@ -4,13 +4,16 @@
 //! the question goes over the flush channel with `try_send`, the answer comes back on `replies`
 //! and a `mio::Waker` wakes the loop. A client over its input or output limit is disconnected,
 //! counted in the interval's `admin_clients_dropped` and logged once per interval.
+//! [`AdminClients`] holds what the answers need besides the connections: the reply channel, the
+//! health switch, the configuration text and the start time.
 
 use super::streams::{Conn, Role, Stream};
 use super::Server;
 use crate::admin::management::{self as admin, Command, LiveFigures, Query};
+use crate::admin::Health;
 use crate::flush_thread::FlushMsg;
 use std::io::{self, Read};
-use std::sync::mpsc::TrySendError;
+use std::sync::mpsc::{self, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,26 +23,54 @@ enum OverLimit {
     Output { queued: usize },
 }
 
+/// The loop's state for the management port that is not a connection: the channel the flush
+/// thread answers on, the health switch, the running configuration as text, and the start time.
+pub(super) struct AdminClients {
+    replies_tx: mpsc::Sender<admin::Reply>,
+    replies: mpsc::Receiver<admin::Reply>,
+    /// The `health` state, shared with `/healthz`.
+    healthy: Health,
+    /// What the `config` command prints (replaced by a reload).
+    pub(super) config_text: String,
+    started: Instant,
+}
+
+impl AdminClients {
+    pub(super) fn new(healthy: Health, config_text: String, now: Instant) -> AdminClients {
+        let (replies_tx, replies) = mpsc::channel();
+        AdminClients { replies_tx, replies, healthy, config_text, started: now }
+    }
+
+    /// The answer to `health` (after setting it, when the command does).
+    fn health(&self, set: Option<bool>) -> Vec<u8> {
+        if let Some(up) = set {
+            self.healthy.set(up);
+        }
+        admin::text_reply(if self.healthy.is_up() { "health: up" } else { "health: down" })
+    }
+}
+
 impl Server {
     pub(super) fn admin_read(&mut self, slot: usize, now: Instant) {
         loop {
-            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { return };
             let Role::Admin(client) = &mut conn.role else { return };
             if !client.send_buffer_set {
                 client.send_buffer_set = true;
                 fix_send_buffer(&conn.stream);
             }
-            match conn.stream.read(&mut self.stream_buf) {
+            match conn.stream.read(&mut self.streams.stream_buf) {
                 Ok(0) => {
                     self.close(slot);
                     return;
                 }
                 Ok(n) => {
-                    client.input.extend_from_slice(&self.stream_buf[..n]);
+                    client.input.extend_from_slice(&self.streams.stream_buf[..n]);
                     self.admin_commands(slot, now);
                     // What is left is an unfinished line, or commands queued behind a question
                     // to the flush thread: either way, bounded.
-                    let Some(Some(Conn { role: Role::Admin(client), .. })) = self.conns.get(slot) else {
+                    let Some(Some(Conn { role: Role::Admin(client), .. })) = self.streams.conns.get(slot)
+                    else {
                         return;
                     };
                     if client.input.len() > admin::INPUT_LIMIT {
@@ -60,7 +91,7 @@ impl Server {
     /// Runs the client's buffered commands until one needs the flush thread.
     fn admin_commands(&mut self, slot: usize, now: Instant) {
         loop {
-            let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+            let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { return };
             let id = conn.id;
             let Role::Admin(client) = &mut conn.role else { return };
             if client.waiting || client.closing {
@@ -76,17 +107,8 @@ impl Server {
                 match cmd {
                     Command::Nothing => None,
                     Command::Help => Some(admin::text_reply(admin::HELP)),
-                    Command::Health(set) => {
-                        if let Some(up) = set {
-                            self.healthy.set(up);
-                        }
-                        Some(admin::text_reply(if self.healthy.is_up() {
-                            "health: up"
-                        } else {
-                            "health: down"
-                        }))
-                    }
-                    Command::Config => Some(admin::text_reply(&self.config_text)),
+                    Command::Health(set) => Some(self.admin.health(set)),
+                    Command::Config => Some(admin::text_reply(&self.admin.config_text)),
                     Command::Quit => {
                         client.closing = true;
                         None
@@ -119,12 +141,12 @@ impl Server {
             slot,
             id,
             query,
-            reply: self.replies_tx.clone(),
+            reply: self.admin.replies_tx.clone(),
             waker: Arc::clone(&self.waker),
         };
         match self.flush.jobs.try_send(FlushMsg::Admin(Box::new(req))) {
             Ok(()) => {
-                if let Some(Some(Conn { role: Role::Admin(c), .. })) = self.conns.get_mut(slot) {
+                if let Some(Some(Conn { role: Role::Admin(c), .. })) = self.streams.conns.get_mut(slot) {
                     c.waiting = true;
                 }
                 None
@@ -141,20 +163,22 @@ impl Server {
     fn live_figures(&self) -> LiveFigures {
         let now = Instant::now();
         LiveFigures {
-            uptime_s: now.duration_since(self.started).as_secs(),
+            uptime_s: now.duration_since(self.admin.started).as_secs(),
             last_msg_seen_s: now.duration_since(self.last_data).as_secs(),
             interval: self.active.stats.clone(),
             interval_series: self.active.series_count(),
-            connections_open: self.data_conns,
-            admin_clients: self.admin_conns,
-            overruns_pending: self.overruns,
-            healthy: self.healthy.is_up(),
+            connections_open: self.streams.data_conns,
+            admin_clients: self.streams.admin_conns,
+            overruns_pending: self.clock.overruns,
+            healthy: self.admin.healthy.is_up(),
         }
     }
 
     /// Queues output for an admin client; drops the client (returning false) over its limit.
     fn admin_push(&mut self, slot: usize, reply: &[u8]) -> bool {
-        let Some(Some(Conn { role: Role::Admin(c), .. })) = self.conns.get_mut(slot) else { return false };
+        let Some(Some(Conn { role: Role::Admin(c), .. })) = self.streams.conns.get_mut(slot) else {
+            return false;
+        };
         if c.push(reply) {
             return true;
         }
@@ -187,7 +211,7 @@ impl Server {
     }
 
     pub(super) fn admin_write(&mut self, slot: usize, now: Instant) {
-        let Some(Some(conn)) = self.conns.get_mut(slot) else { return };
+        let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { return };
         let Role::Admin(client) = &mut conn.role else { return };
         match client.write_to(&mut conn.stream, now) {
             Ok(true) if client.closing => self.close(slot),
@@ -198,8 +222,8 @@ impl Server {
 
     /// Hands the flush thread's answers to their clients and runs what they sent meanwhile.
     pub(super) fn take_replies(&mut self, now: Instant) {
-        while let Ok(r) = self.replies.try_recv() {
-            let Some(Some(conn)) = self.conns.get_mut(r.slot) else { continue };
+        while let Ok(r) = self.admin.replies.try_recv() {
+            let Some(Some(conn)) = self.streams.conns.get_mut(r.slot) else { continue };
             if conn.id != r.id {
                 continue; // that client is gone and its slot reused
             }

@@ -15,20 +15,25 @@
 //! aggregating into the same tables, counts one overrun and retries every turn: the interval just
 //! gets longer, and rates use its real length.
 //!
-//! The rest of the loop is in child modules, all run by the same thread: stream connections
-//! (`streams`), the management port's clients (`admin_clients`) and the SIGHUP reload
-//! (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
+//! The rest of the loop is in child modules, all run by the same thread: the flush deadline and
+//! the spare tables (`clock`), the datagram sockets and their batch (`inputs`), stream
+//! connections (`streams`), the management port's clients (`admin_clients`) and the SIGHUP
+//! reload (`reload`). What is read goes to [`crate::ingest`], which parses and records it.
 
 mod admin_clients;
+mod clock;
+mod inputs;
 pub mod reload;
 mod streams;
 
-use streams::{Conn, Role};
+use admin_clients::AdminClients;
+use clock::Clock;
+use inputs::Inputs;
+use streams::{ListenerInput, Role, Streams};
 
 use crate::admin::management as admin;
 use crate::aggregate::{Limits, Tables};
 use crate::config::Config;
-use crate::flush::FlushMeta;
 use crate::flush_thread::{FlushHandle, FlushJob, FlushMsg};
 use crate::ingest::dump::DebugDump;
 use crate::ingest::{self, Format};
@@ -39,9 +44,9 @@ use crate::sys::RecvBatch;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Batches read from one socket before the loop looks at the others and at the clock. Chosen,
 /// not tuned yet: 16 × 64 datagrams is about a millisecond of a full socket, short enough for
@@ -60,58 +65,25 @@ const EXIT_GRACE: Duration = Duration::from_millis(500);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNAL: Token = Token(usize::MAX);
 
-struct DgramInput {
-    socket: DgramSocket,
-    endpoint: InputAddr,
-    local: String,
-    /// A `json_udp` port: every line is a JSON message.
-    json: bool,
-}
-
-struct ListenerInput {
-    socket: ListenerSocket,
-    endpoint: InputAddr,
-    local: String,
-    admin: bool,
-}
-
 pub struct Server {
     poll: Poll,
     events: Events,
     /// (token, readable, writable) of the last poll, copied out of `events`.
     fired: Vec<(Token, bool, bool)>,
-    dgram: Vec<DgramInput>,
-    listeners: Vec<ListenerInput>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
-    ready: Vec<usize>,
-    stream_buf: Box<[u8]>,
-    data_conns: usize,
-    admin_conns: usize,
-    next_conn_id: u64,
-    next_housekeeping: Instant,
-    refusal_logged: bool,
+    /// The datagram sockets and the batch they are read into.
+    inputs: Inputs,
+    /// The stream listeners and connections (management-port clients included).
+    streams: Streams,
     /// A receive, accept or admin-limit error was logged this interval: the loop logs such
     /// errors once per interval, since one that persists would recur on every turn.
     error_logged: bool,
-    /// A datagram socket reported readiness since this turn's drain: its data is still queued
-    /// (the event is edge-triggered and will not come again), so the loop must not park.
-    dgram_event: bool,
-    batch: RecvBatch,
     line_buf: LineBuf,
     active: Box<Tables>,
     limits: Limits,
     flush: FlushHandle,
-    /// The spare tables when they came back before they were needed (see `wait_for_spare`).
-    spare: Option<Box<Tables>>,
-    interval: Duration,
-    last_flush: Instant,
-    next_flush: Instant,
-    /// The Unix second of the last flush (see [`flush_clock`]).
-    last_clock: u64,
+    /// The flush deadline, the spare tables and the overruns.
+    clock: Clock,
     last_data: Instant,
-    overruns: u64,
-    overrun_pending: bool,
     flush_thread_gone: bool,
     busy_poll: BusyPoll,
     capture_packets: bool,
@@ -121,11 +93,8 @@ pub struct Server {
     shutdown_timeout: Duration,
     dump: Option<DebugDump>,
     waker: Arc<Waker>,
-    replies_tx: mpsc::Sender<admin::Reply>,
-    replies: mpsc::Receiver<admin::Reply>,
-    healthy: crate::admin::Health,
-    config_text: String,
-    started: Instant,
+    /// What the management port's clients are answered from.
+    admin: AdminClients,
     /// The running configuration (a reload is compared with it).
     config: Config,
     reload: Option<reload::Reloader>,
@@ -161,38 +130,20 @@ impl Server {
             }
             None => None,
         };
-        let (replies_tx, replies) = mpsc::channel();
         let now = Instant::now();
         let mut server = Server {
             poll,
             events: Events::with_capacity(256),
             fired: Vec::with_capacity(256),
-            dgram: Vec::new(),
-            listeners: Vec::new(),
-            conns: Vec::new(),
-            free: Vec::new(),
-            ready: Vec::with_capacity(s.max_tcp_connections + admin::MAX_CLIENTS),
-            stream_buf: vec![0u8; STREAM_BUF].into_boxed_slice(),
-            data_conns: 0,
-            admin_conns: 0,
-            next_conn_id: 0,
-            next_housekeeping: now,
-            refusal_logged: false,
+            inputs: Inputs::new(RecvBatch::new(s.recv_batch, s.max_datagram)),
+            streams: Streams::new(s.max_tcp_connections + admin::MAX_CLIENTS, now),
             error_logged: false,
-            dgram_event: false,
-            batch: RecvBatch::new(s.recv_batch, s.max_datagram),
             line_buf: LineBuf::default(),
             active: parts.active,
             limits: config.aggregate.limits.clone(),
             flush: parts.flush,
-            spare: None,
-            interval: config.aggregate.flush_interval,
-            last_flush: now,
-            next_flush: now + config.aggregate.flush_interval,
-            last_clock: 0,
+            clock: Clock::new(config.aggregate.flush_interval, now),
             last_data: now,
-            overruns: 0,
-            overrun_pending: false,
             flush_thread_gone: false,
             busy_poll: s.busy_poll,
             capture_packets: parts.capture_packets,
@@ -201,11 +152,7 @@ impl Server {
             shutdown_timeout: s.shutdown_timeout,
             dump,
             waker,
-            replies_tx,
-            replies,
-            healthy: parts.health,
-            config_text: config.to_toml(),
-            started: now,
+            admin: AdminClients::new(parts.health, config.to_toml(), now),
             config,
             reload: None,
         };
@@ -218,19 +165,11 @@ impl Server {
     /// Takes over one bound input (registering it with the poll).
     fn add_input(&mut self, b: BoundInput) -> io::Result<()> {
         match b {
-            BoundInput::Dgram { mut socket, endpoint, local } => {
-                // Datagram sockets are drained every turn; their events only end a park.
-                let token = Token(self.dgram.len());
-                match &mut socket {
-                    DgramSocket::Udp(s) => self.poll.registry().register(s, token, Interest::READABLE)?,
-                    DgramSocket::Unix(s, _) => self.poll.registry().register(s, token, Interest::READABLE)?,
-                }
-                let json = matches!(endpoint, InputAddr::JsonUdp(_));
-                self.dgram.push(DgramInput { socket, endpoint, local, json });
-                self.retoken_dgram()?;
+            BoundInput::Dgram { socket, endpoint, local } => {
+                self.inputs.add(self.poll.registry(), socket, endpoint, local)?
             }
             BoundInput::Listener { mut socket, endpoint, local } => {
-                let token = Token(LISTENER_BASE + self.listeners.len());
+                let token = Token(LISTENER_BASE + self.streams.listeners.len());
                 match &mut socket {
                     ListenerSocket::Tcp(l) => self.poll.registry().register(l, token, Interest::READABLE)?,
                     ListenerSocket::Unix(l, _) => {
@@ -238,22 +177,9 @@ impl Server {
                     }
                 }
                 let admin = matches!(endpoint, InputAddr::Admin(_));
-                self.listeners.push(ListenerInput { socket, endpoint, local, admin });
+                self.streams.listeners.push(ListenerInput { socket, endpoint, local, admin });
                 // A connection may have queued before registration: accept it now.
-                self.accept(self.listeners.len() - 1, Instant::now());
-            }
-        }
-        Ok(())
-    }
-
-    /// Re-registers the datagram sockets with their current index as token (after a removal).
-    fn retoken_dgram(&mut self) -> io::Result<()> {
-        for (i, d) in self.dgram.iter_mut().enumerate() {
-            match &mut d.socket {
-                DgramSocket::Udp(s) => self.poll.registry().reregister(s, Token(i), Interest::READABLE)?,
-                DgramSocket::Unix(s, _) => {
-                    self.poll.registry().reregister(s, Token(i), Interest::READABLE)?
-                }
+                self.accept(self.streams.listeners.len() - 1, Instant::now());
             }
         }
         Ok(())
@@ -261,8 +187,8 @@ impl Server {
 
     /// Where each input listens: (what it was configured as, the address or path it bound).
     pub fn local_addrs(&self) -> Vec<(InputAddr, String)> {
-        let d = self.dgram.iter().map(|d| (d.endpoint.clone(), d.local.clone()));
-        d.chain(self.listeners.iter().map(|l| (l.endpoint.clone(), l.local.clone()))).collect()
+        let d = self.inputs.dgram.iter().map(|d| (d.endpoint.clone(), d.local.clone()));
+        d.chain(self.streams.listeners.iter().map(|l| (l.endpoint.clone(), l.local.clone()))).collect()
     }
 
     /// What the current (unflushed) interval counted so far.
@@ -288,37 +214,37 @@ impl Server {
     /// to read either spin once or (after `busy_poll` of silence) park until something happens.
     /// Returns the number of datagrams and stream reads.
     pub fn turn(&mut self) -> io::Result<usize> {
-        self.dgram_event = false;
+        self.inputs.event = false;
         let mut got = self.drain();
-        let evented = !self.listeners.is_empty() || self.data_conns + self.admin_conns > 0;
+        let evented = !self.streams.listeners.is_empty() || self.streams.any_open();
         if evented {
             self.poll_events(Some(Duration::ZERO))?;
         }
-        if !self.ready.is_empty() {
+        if !self.streams.ready.is_empty() {
             got += self.service_ready();
         }
         let now = Instant::now();
         if got > 0 {
             self.last_data = now;
         }
-        if now >= self.next_flush {
+        if now >= self.clock.next_flush {
             self.try_flush(now);
         }
-        if now >= self.next_housekeeping {
+        if now >= self.streams.next_housekeeping {
             self.housekeeping(now);
         }
         if self.reload.as_ref().is_some_and(|r| r.pending()) {
             self.reload_step();
         }
-        if got == 0 && self.ready.is_empty() && !self.dgram_event {
+        if got == 0 && self.streams.ready.is_empty() && !self.inputs.event {
             let park = match self.busy_poll {
                 BusyPoll::Always => false,
                 BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
             };
             if park {
-                let mut until = self.next_flush;
-                if self.data_conns + self.admin_conns > 0 {
-                    until = until.min(self.next_housekeeping);
+                let mut until = self.clock.next_flush;
+                if self.streams.any_open() {
+                    until = until.min(self.streams.next_housekeeping);
                 }
                 self.poll_events(Some(until.saturating_duration_since(now)))?;
             } else {
@@ -331,9 +257,9 @@ impl Server {
     /// Reads what is waiting on every datagram socket; returns the number of datagrams.
     fn drain(&mut self) -> usize {
         let mut total = 0;
-        for i in 0..self.dgram.len() {
+        for i in 0..self.inputs.dgram.len() {
             for _ in 0..DRAIN_ROUNDS {
-                let (input, batch) = (&self.dgram[i], &mut self.batch);
+                let (input, batch) = (&self.inputs.dgram[i], &mut self.inputs.batch);
                 let received = match &input.socket {
                     DgramSocket::Udp(s) => s.try_io(|| batch.recv(s)),
                     DgramSocket::Unix(s, _) => s.try_io(|| batch.recv(s)),
@@ -351,7 +277,7 @@ impl Server {
                 };
                 let format = if input.json { Format::Json } else { Format::Statsd };
                 for d in 0..n {
-                    let (datagram, truncated) = self.batch.datagram(d);
+                    let (datagram, truncated) = self.inputs.batch.datagram(d);
                     if self.capture_packets {
                         self.active.capture_packet(datagram);
                     }
@@ -365,7 +291,7 @@ impl Server {
                     );
                 }
                 total += n;
-                if n < self.batch.capacity() {
+                if n < self.inputs.batch.capacity() {
                     break;
                 }
             }
@@ -393,19 +319,19 @@ impl Server {
                 self.take_replies(now);
             } else if Token(t) == SIGNAL || t < LISTENER_BASE {
                 // Signals are flags checked every turn; datagram sockets are drained every turn.
-                self.dgram_event |= t < LISTENER_BASE;
+                self.inputs.event |= t < LISTENER_BASE;
             } else if t < CONN_BASE {
-                if t - LISTENER_BASE < self.listeners.len() {
+                if t - LISTENER_BASE < self.streams.listeners.len() {
                     self.accept(t - LISTENER_BASE, now);
                 }
             } else {
                 let slot = t - CONN_BASE;
-                let Some(Some(conn)) = self.conns.get_mut(slot) else { continue };
+                let Some(Some(conn)) = self.streams.conns.get_mut(slot) else { continue };
                 match conn.role {
                     Role::Data(_) => {
                         if readable && !conn.queued {
                             conn.queued = true;
-                            self.ready.push(slot);
+                            self.streams.ready.push(slot);
                         }
                     }
                     Role::Admin(_) => {
@@ -426,28 +352,20 @@ impl Server {
 
     /// At or after the deadline: swap in the spare and send the full tables, or count an overrun.
     fn try_flush(&mut self, now: Instant) {
-        let spare = match self.spare.take() {
+        let spare = match self.clock.spare.take() {
             Some(s) => Ok(s),
             None => self.flush.spares.try_recv(),
         };
         match spare {
             Ok(spare) => self.send_flush(spare, now, None),
-            Err(TryRecvError::Empty) => {
-                if !self.overrun_pending {
-                    self.overrun_pending = true;
-                    self.overruns += 1;
-                    log::warn!(
-                        "flush overrun: the previous flush is still running; this interval gets longer"
-                    );
-                }
-            }
+            Err(TryRecvError::Empty) => self.clock.overrun(),
             Err(TryRecvError::Disconnected) => {
                 if !self.flush_thread_gone {
                     self.flush_thread_gone = true;
                     log::error!("the flush thread has stopped; aggregates are being discarded");
                 }
                 self.active.clear();
-                self.next_flush = now + self.interval;
+                self.clock.skip(now);
             }
         }
     }
@@ -462,29 +380,14 @@ impl Server {
             self.active.stats.debug_dump_dropped += d.take_dropped();
         }
         let full = std::mem::replace(&mut self.active, spare);
-        let elapsed = now.duration_since(self.last_flush);
-        let meta_clock = flush_clock(self.last_clock, self.interval);
-        let meta = FlushMeta {
-            interval: elapsed.as_secs_f64(),
-            clock: meta_clock,
-            timestamp_lag_ms: (elapsed.as_secs_f64() - self.interval.as_secs_f64()) * 1e3,
-            overruns: std::mem::take(&mut self.overruns),
-            kernel_drops: 0,
-        };
+        let meta = self.clock.advance(now);
         // The flush thread gave back the spare, so it is idle, and the channel has room for this
         // job besides every admin question (see `flush::thread::QUEUE`): this send does not wait.
         if self.flush.jobs.send(FlushMsg::Job(FlushJob { tables: full, meta, shutdown_by })).is_err() {
             self.flush_thread_gone = true;
         }
-        self.overrun_pending = false;
-        self.refusal_logged = false;
+        self.streams.refusal_logged = false;
         self.error_logged = false;
-        self.last_flush = now;
-        self.last_clock = meta_clock;
-        self.next_flush += self.interval;
-        if self.next_flush <= now {
-            self.next_flush = now + self.interval;
-        }
     }
 
     /// Waits (at most `shutdown_timeout`) until the flush thread has returned the spare, and
@@ -494,11 +397,11 @@ impl Server {
     }
 
     fn wait_for_spare_until(&mut self, deadline: Instant) -> bool {
-        if self.spare.is_none() {
-            self.spare =
+        if self.clock.spare.is_none() {
+            self.clock.spare =
                 self.flush.spares.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok();
         }
-        self.spare.is_some()
+        self.clock.spare.is_some()
     }
 
     /// Flushes now, waiting for the spare if needed. Returns false when it did not come back in
@@ -511,7 +414,7 @@ impl Server {
         if !self.wait_for_spare_until(deadline) {
             return false;
         }
-        let spare = self.spare.take().expect("just checked");
+        let spare = self.clock.spare.take().expect("just checked");
         self.send_flush(spare, Instant::now(), shutdown_by);
         true
     }
@@ -527,7 +430,7 @@ impl Server {
         while self.drain() > 0 && Instant::now() < reading_until {}
         // What stream clients already sent is in the socket buffers: read it.
         let now = Instant::now();
-        for slot in 0..self.conns.len() {
+        for slot in 0..self.streams.conns.len() {
             while self.read_data(slot, now).0 && Instant::now() < reading_until {}
         }
         if !self.flush_waiting(deadline, Some(deadline)) {
@@ -550,36 +453,5 @@ impl Server {
         let Server { flush, .. } = self;
         let _ = flush.thread.join();
         Ok(())
-    }
-}
-/// The Unix second a flush is stamped with: now, but with a flush interval of a second or more
-/// never the same second as the previous flush. The deadlines keep a fixed cadence, so a swap
-/// that was late (a loaded machine) can be followed by an on-time one within the same second,
-/// and Graphite keeps one point per name and second: the later flush would silently overwrite
-/// the earlier (it did, in `tests/graphite.rs` under a loaded CI run). Such a clock is at most a
-/// second ahead of the wall clock (over n flushes at a fixed cadence the wall clock's second
-/// advances at least n − 1). Shorter intervals (tests, mostly) keep the plain clock, which would
-/// otherwise run ahead without bound.
-fn flush_clock(last: u64, interval: Duration) -> u64 {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if interval >= Duration::from_secs(1) && now <= last {
-        last + 1
-    } else {
-        now
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flush_clocks_never_repeat_a_second_at_intervals_of_a_second_or_more() {
-        let now = flush_clock(0, Duration::from_secs(1));
-        assert!(now > 1_700_000_000, "the wall clock when nothing was flushed yet");
-        assert_eq!(flush_clock(now, Duration::from_secs(1)), now + 1, "the same second: the next one");
-        assert_eq!(flush_clock(now, Duration::from_secs(10)), now + 1);
-        let fast = Duration::from_millis(50);
-        assert!(flush_clock(now + 100, fast) < now + 100, "short intervals keep the wall clock");
     }
 }

@@ -176,6 +176,7 @@ impl Server {
         let udp_changed = !fresh.is_empty()
             && fresh.iter().any(|b| matches!(b, BoundInput::Dgram { socket: DgramSocket::Udp(_), .. }))
             || self
+                .inputs
                 .dgram
                 .iter()
                 .any(|d| !want.contains(&d.endpoint) && matches!(d.socket, DgramSocket::Udp(_)));
@@ -188,7 +189,7 @@ impl Server {
             }
         }
         if (old_s.recv_batch, old_s.max_datagram) != (new_s.recv_batch, new_s.max_datagram) {
-            self.batch = RecvBatch::new(new_s.recv_batch, new_s.max_datagram);
+            self.inputs.batch = RecvBatch::new(new_s.recv_batch, new_s.max_datagram);
         }
         if (old_s.pin_ingest_core, old_s.pin_flush_core) != (new_s.pin_ingest_core, new_s.pin_flush_core) {
             log::warn!("reload: thread pinning changes only at a restart");
@@ -218,10 +219,7 @@ impl Server {
         }
         self.busy_poll = new_s.busy_poll;
         self.shutdown_timeout = new_s.shutdown_timeout;
-        if self.interval != new.aggregate.flush_interval {
-            self.interval = new.aggregate.flush_interval;
-            self.next_flush = self.last_flush + self.interval;
-        }
+        self.clock.set_interval(new.aggregate.flush_interval);
         self.limits = new.aggregate.limits.clone();
         self.active.set_limits(self.limits.clone());
         if let Some(sinks) = &loaded.sinks {
@@ -229,6 +227,7 @@ impl Server {
         }
         let drops = udp_changed.then(|| {
             let fds: Vec<&dyn std::os::fd::AsRawFd> = self
+                .inputs
                 .dgram
                 .iter()
                 .filter_map(|d| match &d.socket {
@@ -248,7 +247,7 @@ impl Server {
         if self.flush.jobs.send(FlushMsg::Reload(Box::new(msg))).is_err() {
             self.flush_thread_gone = true;
         }
-        self.config_text = new.to_toml();
+        self.admin.config_text = new.to_toml();
         self.config = new;
         self.active.stats.config_reloads += 1;
         log::info!("configuration reloaded");
@@ -257,25 +256,9 @@ impl Server {
     /// Closes the inputs whose endpoint is no longer wanted (their open connections stay).
     fn remove_inputs(&mut self, want: &[InputAddr]) -> io::Result<()> {
         let registry = self.poll.registry();
-        let mut removed = false;
-        self.dgram.retain_mut(|d| {
-            let keep = want.contains(&d.endpoint);
-            if !keep {
-                removed = true;
-                log::info!("reload: closing {}", d.local);
-                let _ = match &mut d.socket {
-                    DgramSocket::Udp(s) => registry.deregister(s),
-                    DgramSocket::Unix(s, _) => registry.deregister(s),
-                };
-            }
-            keep
-        });
-        if removed {
-            self.retoken_dgram()?;
-        }
-        let registry = self.poll.registry();
-        let before = self.listeners.len();
-        self.listeners.retain_mut(|l| {
+        self.inputs.remove(registry, want)?;
+        let before = self.streams.listeners.len();
+        self.streams.listeners.retain_mut(|l| {
             let keep = want.contains(&l.endpoint);
             if !keep {
                 log::info!("reload: closing {}", l.local);
@@ -286,8 +269,8 @@ impl Server {
             }
             keep
         });
-        if self.listeners.len() != before {
-            for (i, l) in self.listeners.iter_mut().enumerate() {
+        if self.streams.listeners.len() != before {
+            for (i, l) in self.streams.listeners.iter_mut().enumerate() {
                 let token = Token(LISTENER_BASE + i);
                 match &mut l.socket {
                     ListenerSocket::Tcp(t) => registry.reregister(t, token, Interest::READABLE)?,

@@ -1,6 +1,7 @@
 //! Stream connections on the ingest thread: accepting them from the TCP and Unix stream
 //! listeners (management-port clients included, which `admin_clients` then serves), reading the
-//! data connections that have data, closing them, and the idle and stall timeouts.
+//! data connections that have data, closing them, and the idle and stall timeouts. [`Streams`]
+//! holds the listeners, the connection slots and the shared read buffer.
 //!
 //! Streams are edge-triggered: a readiness event is reported once, so a connection that still
 //! has data after its share of reads stays in the `ready` list until a read comes back
@@ -11,11 +12,11 @@
 //! connection ([`crate::net::framing::StreamFramer`]: newline lines or length-prefixed
 //! DogStatsD frames, per the input's framing setting).
 
-use super::{Server, CONN_BASE, STREAM_READS};
+use super::{Server, CONN_BASE, STREAM_BUF, STREAM_READS};
 use crate::admin::management::{self as admin, AdminClient};
 use crate::ingest;
 use crate::net::framing::{self, StreamFramer};
-use crate::net::ListenerSocket;
+use crate::net::{InputAddr, ListenerSocket};
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -71,12 +72,72 @@ pub(super) struct Conn {
     pub(super) role: Role,
 }
 
+pub(super) struct ListenerInput {
+    pub(super) socket: ListenerSocket,
+    pub(super) endpoint: InputAddr,
+    pub(super) local: String,
+    /// The management port.
+    pub(super) admin: bool,
+}
+
+/// The stream side of the loop: listeners, connection slots (a slot's token is `CONN_BASE` plus
+/// its index; freed slots are reused), the connections with unread data, and the shared read
+/// buffer.
+pub(super) struct Streams {
+    pub(super) listeners: Vec<ListenerInput>,
+    pub(super) conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Data connections that may have unread data.
+    pub(super) ready: Vec<usize>,
+    pub(super) stream_buf: Box<[u8]>,
+    pub(super) data_conns: usize,
+    pub(super) admin_conns: usize,
+    next_conn_id: u64,
+    pub(super) next_housekeeping: Instant,
+    /// A refused connection was logged this interval.
+    pub(super) refusal_logged: bool,
+}
+
+impl Streams {
+    pub(super) fn new(max_conns: usize, now: Instant) -> Streams {
+        Streams {
+            listeners: Vec::new(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            ready: Vec::with_capacity(max_conns),
+            stream_buf: vec![0u8; STREAM_BUF].into_boxed_slice(),
+            data_conns: 0,
+            admin_conns: 0,
+            next_conn_id: 0,
+            next_housekeeping: now,
+            refusal_logged: false,
+        }
+    }
+
+    /// Any connection open (data or admin).
+    pub(super) fn any_open(&self) -> bool {
+        self.data_conns + self.admin_conns > 0
+    }
+
+    /// Closes the connection in `slot`, if any, and frees the slot.
+    pub(super) fn close(&mut self, registry: &Registry, slot: usize) {
+        close_conn(
+            &mut self.conns,
+            &mut self.free,
+            registry,
+            slot,
+            &mut self.data_conns,
+            &mut self.admin_conns,
+        );
+    }
+}
+
 impl Server {
     /// Accepts every pending connection on listener `li`, refusing (and counting) those over
     /// the limit.
     pub(super) fn accept(&mut self, li: usize, now: Instant) {
         loop {
-            let l = &self.listeners[li];
+            let l = &self.streams.listeners[li];
             let accepted = match &l.socket {
                 ListenerSocket::Tcp(t) => t.accept().map(|(s, _)| {
                     let _ = s.set_nodelay(true);
@@ -104,7 +165,7 @@ impl Server {
                 ListenerSocket::Tcp(_) => self.config.server.tcp_framing,
                 ListenerSocket::Unix(..) => self.config.server.unix_stream_framing,
             };
-            if admin && self.admin_conns >= admin::MAX_CLIENTS {
+            if admin && self.streams.admin_conns >= admin::MAX_CLIENTS {
                 if !std::mem::replace(&mut self.error_logged, true) {
                     log::warn!(
                         "admin: {} clients already connected; refusing others (at most one such error is logged per flush interval)",
@@ -113,55 +174,49 @@ impl Server {
                 }
                 continue;
             }
-            if !admin && self.data_conns >= self.config.server.max_tcp_connections {
+            if !admin && self.streams.data_conns >= self.config.server.max_tcp_connections {
                 self.active.stats.connections_refused += 1;
-                if !self.refusal_logged {
-                    self.refusal_logged = true;
+                if !self.streams.refusal_logged {
+                    self.streams.refusal_logged = true;
                     log::warn!(
                         "{} stream connections open (max_tcp_connections): refusing new ones (counted in connections_refused)",
-                        self.data_conns
+                        self.streams.data_conns
                     );
                 }
                 continue;
             }
-            let slot = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
+            let slot = self.streams.free.pop().unwrap_or_else(|| {
+                self.streams.conns.push(None);
+                self.streams.conns.len() - 1
             });
             let interest = if admin { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             if let Err(e) = self.poll.registry().register(stream.source(), Token(CONN_BASE + slot), interest)
             {
                 log::error!("cannot register a connection: {e}");
-                self.free.push(slot);
+                self.streams.free.push(slot);
                 continue;
             }
             let role = if admin {
-                self.admin_conns += 1;
+                self.streams.admin_conns += 1;
                 Role::Admin(AdminClient::default())
             } else {
-                self.data_conns += 1;
+                self.streams.data_conns += 1;
                 self.active.stats.connections_opened += 1;
                 Role::Data(StreamFramer::new(framing))
             };
-            self.next_conn_id += 1;
+            self.streams.next_conn_id += 1;
             // Data may already be there (edge-triggered: no event will say so).
             let queued = !admin;
-            self.conns[slot] = Some(Conn { stream, id: self.next_conn_id, last_active: now, queued, role });
+            self.streams.conns[slot] =
+                Some(Conn { stream, id: self.streams.next_conn_id, last_active: now, queued, role });
             if queued {
-                self.ready.push(slot);
+                self.streams.ready.push(slot);
             }
         }
     }
 
     pub(super) fn close(&mut self, slot: usize) {
-        close_conn(
-            &mut self.conns,
-            &mut self.free,
-            self.poll.registry(),
-            slot,
-            &mut self.data_conns,
-            &mut self.admin_conns,
-        );
+        self.streams.close(self.poll.registry(), slot);
     }
 
     /// Reads the connections that have data; returns the number of reads that brought some.
@@ -169,15 +224,15 @@ impl Server {
         let mut reads = 0;
         let now = Instant::now();
         let mut i = 0;
-        while i < self.ready.len() {
-            let slot = self.ready[i];
+        while i < self.streams.ready.len() {
+            let slot = self.streams.ready[i];
             let (more, n) = self.read_data(slot, now);
             reads += n;
             if more {
                 i += 1;
             } else {
-                self.ready.swap_remove(i);
-                if let Some(Some(c)) = self.conns.get_mut(slot) {
+                self.streams.ready.swap_remove(i);
+                if let Some(Some(c)) = self.streams.conns.get_mut(slot) {
                     c.queued = false;
                 }
             }
@@ -189,12 +244,8 @@ impl Server {
     /// have data, and the reads that brought some.
     pub(super) fn read_data(&mut self, slot: usize, now: Instant) -> (bool, usize) {
         let Server {
-            conns,
-            free,
+            streams: Streams { conns, free, data_conns, admin_conns, stream_buf, .. },
             poll,
-            data_conns,
-            admin_conns,
-            stream_buf,
             active,
             line_buf,
             dump,
@@ -238,8 +289,8 @@ impl Server {
     /// `admin::STALL_TIMEOUT`.
     pub(super) fn housekeeping(&mut self, now: Instant) {
         let idle = self.config.server.tcp_idle_timeout;
-        for slot in 0..self.conns.len() {
-            let Some(c) = &self.conns[slot] else { continue };
+        for slot in 0..self.streams.conns.len() {
+            let Some(c) = &self.streams.conns[slot] else { continue };
             let expired = match &c.role {
                 Role::Data(_) => idle.is_some_and(|t| now.duration_since(c.last_active) >= t),
                 Role::Admin(a) => {
@@ -262,7 +313,7 @@ impl Server {
         let tick = idle.map_or(Duration::from_secs(1), |t| {
             (t / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
         });
-        self.next_housekeeping = now + tick;
+        self.streams.next_housekeeping = now + tick;
     }
 }
 
