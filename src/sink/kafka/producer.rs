@@ -5,11 +5,11 @@
 
 use super::config::KafkaConfig;
 use super::deliver::{self, Context, FlushTrack, Reason, Stats};
-use crate::sink::{FlushReport, Sink, SinkError};
 use crate::flush::{Naming, Snapshot};
 use crate::sink::kafka_rest::config::RecordKey;
 use crate::sink::kafka_rest::encode::{Encoder, Framing, Payload, PayloadOut};
 use crate::sink::outbox::{FlushTag, Spelling};
+use crate::sink::{FlushReport, Sink, SinkError};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, PurgeConfig};
