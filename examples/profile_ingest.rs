@@ -8,9 +8,11 @@
 //! valgrind --tool=callgrind --toggle-collect='profile_ingest::run' \
 //!     target/release/examples/profile_ingest 10000 plain 3
 //! ```
-//! then divide the collected instructions by the lines it prints. `realistic` has names shaped
-//! like real ones (`api.timer.svc01.host0042.component.requests.metric_0012345`, a quarter of
-//! them with 2–4 DogStatsD tags); the others have short names (`bench.c123`).
+//! then divide the collected instructions by the lines it prints. Run on its own, it also prints
+//! the wall time per line of the measured part (noisy here: compare builds interleaved, best of
+//! several). `realistic` has names shaped like real ones
+//! (`api.timer.svc01.host0042.component.requests.metric_0012345`, a quarter of them with 2–4
+//! DogStatsD tags); the others have short names (`bench.c123`).
 //!
 //! Datagrams go through `ingest::datagram`, the loop's own per-datagram entry, so the figure
 //! includes the debug dump's off branch. A fourth argument turns the dump on with that regex
@@ -39,8 +41,14 @@ fn main() {
     let mut tables = Tables::new(Limits { max_series: 10_000_000, ..Limits::default() });
     // black_box: the compiler must not know whether the dump is on.
     let mut dump = std::hint::black_box(args.get(4).map(|re| DebugDump::start(re).expect("a regex")));
+    let started = std::time::Instant::now();
     let lines = run(&mut tables, &c.datagrams, rounds, &mut dump) * c.lines;
-    println!("{lines} lines, {} bytes per round, {} series", c.bytes, tables.series_count());
+    let ns = started.elapsed().as_nanos() as f64 / lines as f64;
+    println!(
+        "{lines} lines, {} bytes per round, {} series, {ns:.1} ns per line",
+        c.bytes,
+        tables.series_count()
+    );
 }
 
 /// The measured part (callgrind: `--toggle-collect='profile_ingest::run'`).

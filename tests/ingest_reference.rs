@@ -226,6 +226,33 @@ fn the_ingest_path_agrees_with_a_line_by_line_reference_on_random_datagrams() {
     assert!(bad_seen > 100, "the random datagrams must exercise bad lines too: {bad_seen}");
 }
 
+/// The same with tables large enough that the ingest path batches its lookups (past 16 Ki raw
+/// keys): lines in a batch must be recorded in order, each under its own key.
+#[test]
+fn with_large_tables_the_batched_ingest_agrees_with_the_reference() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut buf = LineBuf::default();
+    let (mut fast, mut slow) = (Tables::new(Limits::default()), Tables::new(Limits::default()));
+    for chunk in 0..1_000 {
+        let fill: String = (0..20).map(|i| format!("fill.k{}:{i}|c\n", chunk * 20 + i)).collect();
+        ingest::datagram(&mut fast, fill.as_bytes(), Format::Statsd, false, &mut buf, &mut None);
+        reference(&mut slow, fill.as_bytes());
+    }
+    assert_same(&mut fast, &mut slow, b"the filling");
+    for _ in 0..100 {
+        let mut all = Vec::new();
+        for _ in 0..20 {
+            let d = random_datagram(&mut rng);
+            ingest::datagram(&mut fast, &d, Format::Statsd, false, &mut buf, &mut None);
+            reference(&mut slow, &d);
+            all.extend_from_slice(&d);
+            all.push(b'\n');
+        }
+        assert_same(&mut fast, &mut slow, &all);
+    }
+    assert!(fast.series_count() > 20_000);
+}
+
 #[test]
 fn the_reference_sees_what_a_user_would() {
     // The oracle itself, on a datagram whose result is known by hand.

@@ -6,7 +6,7 @@
 //! samples and bad segments. A set member is every byte up to its `|`, `:` included.
 #![no_main]
 
-use kstatsd::parse::{parse_line, parse_simple, BadLine, Kind, LineBuf, Parsed, SampleValue};
+use kstatsd::parse::{parse_line, parse_simple, parse_simple_prefix, BadLine, Kind, LineBuf, Parsed, SampleValue};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|line: &[u8]| {
@@ -42,10 +42,17 @@ fuzz_target!(|line: &[u8]| {
         Err(why) => assert!(matches!(why, BadLine::NoValue | BadLine::EmptyName | BadLine::BadEvent)),
     }
     // The fast path says nothing, or exactly what the full parser says.
-    if let Some((name_len, sample)) = parse_simple(line) {
-        assert_eq!(parsed, Ok(Parsed::Metric { name: &line[..name_len], tags: b"" }));
-        assert_eq!(out.samples, vec![sample]);
+    if let Some(simple) = parse_simple(line) {
+        let (name, tags) = simple.name_tags(line);
+        assert_eq!(parsed, Ok(Parsed::Metric { name, tags }));
+        assert_eq!(out.samples, vec![simple.sample]);
         assert!(out.bad.is_empty());
+    }
+    // Read in place in a datagram, with a line after it, the fast path finds the same line.
+    let mut rest = line.to_vec();
+    rest.extend_from_slice(b"\nnext:1|c");
+    if let Some(simple) = parse_simple_prefix(&rest) {
+        assert_eq!((Some(simple), rest[simple.len]), (parse_simple(line), b'\n'));
     }
     if let Some((good, bad)) = reference(line) {
         assert!(matches!(parsed, Ok(Parsed::Metric { .. })), "{:?}", String::from_utf8_lossy(line));

@@ -12,6 +12,7 @@
 //! the next burst allocates again, on the ingest thread.
 
 use super::key::{canonical_key, KeyRules};
+use super::raw_index::{RawIndex, RawSlot};
 use super::sketch::TimerSketch;
 use crate::parse::{BadLine, Kind, Sample, SampleValue};
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -167,24 +168,6 @@ impl TimerAcc {
     }
 }
 
-/// Raw spelling → series id. `off` points into `raw_bytes` (name then raw tags).
-#[derive(Clone, Copy)]
-///
-/// 16 bytes, so that four fit a cache line: no stored hash (a resize recomputes it from the
-/// arena), lengths in u16 (a longer raw name or tag list is simply not cached here and takes
-/// the canonical path every time). Halving the entry from 32 bytes matters once the table
-/// outgrows L2 (parse_aggregate/plain/10000).
-struct RawEntry {
-    off: u32,
-    /// The series' slot in its kind's vector (not its id: a hit then needs no other lookup).
-    slot: u32,
-    name_len: u16,
-    tags_len: u16,
-    kind: Kind,
-}
-
-const _: () = assert!(std::mem::size_of::<RawEntry>() == 16);
-
 /// One series of the interval: its canonical key in `key_bytes` and its slot in the per-kind
 /// vector.
 #[derive(Clone, Copy, Debug)]
@@ -219,7 +202,7 @@ pub struct SeriesRef<'a> {
 pub struct Tables {
     limits: Limits,
     hasher: DefaultHashBuilder,
-    raw: HashTable<RawEntry>,
+    raw: RawIndex,
     raw_bytes: Vec<u8>,
     canon: HashTable<u32>,
     series: Vec<Series>,
@@ -252,7 +235,7 @@ impl Tables {
         Tables {
             limits,
             hasher: DefaultHashBuilder::default(),
-            raw: HashTable::new(),
+            raw: RawIndex::default(),
             raw_bytes: Vec::new(),
             canon: HashTable::new(),
             series: Vec::new(),
@@ -353,7 +336,7 @@ impl Tables {
     /// are empty here, so nothing is rehashed.
     fn shrink_to(&mut self, used: &Used) {
         if too_roomy(self.raw.capacity(), used.raw) {
-            self.raw.shrink_to(2 * used.raw, |_| 0);
+            self.raw.shrink_to(2 * used.raw);
         }
         if too_roomy(self.canon.capacity(), used.series) {
             self.canon.shrink_to(2 * used.series, |_| 0);
@@ -438,10 +421,37 @@ impl Tables {
         Ok(())
     }
 
-    /// Records one untagged sample (the parser's fast path).
+    /// The hash [`Tables::record_hashed`] wants for a raw key.
     #[inline(always)]
-    pub fn record_one(&mut self, name: &[u8], line: &[u8], sample: &Sample) -> Result<(), BadLine> {
-        let slot = self.intern(sample.kind, name, b"")? as usize;
+    pub fn key_hash(&self, kind: Kind, name: &[u8], tags: &[u8]) -> u64 {
+        raw_hash(&self.hasher, kind, name, tags)
+    }
+
+    /// Raw keys known this interval (distinct spellings of the series).
+    #[inline(always)]
+    pub fn raw_keys(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Starts bringing the table slot of the raw key with this [`Tables::key_hash`] into the
+    /// cache, for a [`Tables::record_hashed`] a little later.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        self.raw.prefetch(hash);
+    }
+
+    /// Records one sample (the parser's fast path): [`Tables::record`] for a line of one value,
+    /// whose raw key's [`Tables::key_hash`] is `hash`.
+    #[inline(always)]
+    pub fn record_hashed(
+        &mut self,
+        hash: u64,
+        name: &[u8],
+        tags: &[u8],
+        line: &[u8],
+        sample: &Sample,
+    ) -> Result<(), BadLine> {
+        let slot = self.intern_hashed(hash, sample.kind, name, tags)? as usize;
         self.apply(slot, sample, line)
     }
 
@@ -551,10 +561,15 @@ impl Tables {
     /// under callgrind: 503 → 489 instructions per line).
     #[inline(always)]
     fn intern(&mut self, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
-        let hash = raw_hash(&self.hasher, kind, name, tags);
+        self.intern_hashed(raw_hash(&self.hasher, kind, name, tags), kind, name, tags)
+    }
+
+    /// [`Tables::intern`] with the raw key's hash computed already.
+    #[inline(always)]
+    fn intern_hashed(&mut self, hash: u64, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
         let bytes = &self.raw_bytes;
-        let hit = self.raw.find(hash, |e| {
-            e.kind == kind && e.name_len as usize == name.len() && e.tags_len as usize == tags.len() && {
+        let hit = self.raw.find(hash, kind, |e| {
+            e.name_len as usize == name.len() && e.tags_len as usize == tags.len() && {
                 let n = e.off as usize;
                 let t = n + name.len();
                 bytes_eq(&bytes[n..t], name) && bytes_eq(&bytes[t..t + tags.len()], tags)
@@ -582,13 +597,12 @@ impl Tables {
             let off = self.raw_bytes.len() as u32;
             self.raw_bytes.extend_from_slice(name);
             self.raw_bytes.extend_from_slice(tags);
-            let entry =
-                RawEntry { off, slot, name_len: name.len() as u16, tags_len: tags.len() as u16, kind };
+            let entry = RawSlot::new(off, name.len() as u16, tags.len() as u16, slot);
             let (bytes, hasher) = (&self.raw_bytes, &self.hasher);
-            self.raw.insert_unique(hash, entry, |e| {
+            self.raw.insert(hash, kind, entry, |e| {
                 let n = e.off as usize;
                 let t = n + e.name_len as usize;
-                raw_hash(hasher, e.kind, &bytes[n..t], &bytes[t..t + e.tags_len as usize])
+                raw_hash(hasher, e.kind(), &bytes[n..t], &bytes[t..t + e.tags_len as usize])
             });
         }
         Ok(slot)
@@ -648,37 +662,46 @@ fn raw_hash(hasher: &DefaultHashBuilder, kind: Kind, name: &[u8], tags: &[u8]) -
     (h.finish() ^ kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Byte-slice equality for short keys, inlined: eight bytes at a time with the last word read
-/// overlapping (four for 4–7 bytes), no call into libc's memcmp (which cost 11 % of
+/// Byte-slice equality for keys, inlined: sixteen bytes at a time with the last block read
+/// overlapping (eight or four for shorter keys), no call into libc's memcmp (which cost 11 % of
 /// parse_aggregate/plain/10000 in a profile), not even for the empty tags of a plain line, and
-/// no iterator adapters (`profile_ingest 10000 plain`: 489 → 465 instructions per line).
+/// no iterator adapters (`profile_ingest 10000 plain`: 489 → 465 instructions per line with
+/// eight bytes at a time; sixteen took the realistic 60-byte names at 1 k keys from 515 to 502).
 #[inline(always)]
 fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
-    if n < 8 {
-        if n >= 4 {
-            return word32(a, 0) == word32(b, 0) && word32(a, n - 4) == word32(b, n - 4);
-        }
+    if n >= 16 {
         let mut i = 0;
-        while i < n {
-            if a[i] != b[i] {
+        while i + 16 < n {
+            if word128(a, i) != word128(b, i) {
                 return false;
             }
-            i += 1;
+            i += 16;
         }
-        return true;
+        return word128(a, n - 16) == word128(b, n - 16);
+    }
+    if n >= 8 {
+        return word64(a, 0) == word64(b, 0) && word64(a, n - 8) == word64(b, n - 8);
+    }
+    if n >= 4 {
+        return word32(a, 0) == word32(b, 0) && word32(a, n - 4) == word32(b, n - 4);
     }
     let mut i = 0;
-    while i + 8 < n {
-        if word64(a, i) != word64(b, i) {
+    while i < n {
+        if a[i] != b[i] {
             return false;
         }
-        i += 8;
+        i += 1;
     }
-    word64(a, n - 8) == word64(b, n - 8)
+    true
+}
+
+#[inline(always)]
+fn word128(x: &[u8], at: usize) -> u128 {
+    u128::from_ne_bytes(x[at..at + 16].try_into().unwrap())
 }
 
 #[inline(always)]
@@ -776,7 +799,7 @@ mod tests {
 
     #[test]
     fn bytes_eq_agrees_with_slice_equality_at_every_length_and_difference() {
-        for n in 0..40usize {
+        for n in 0..80usize {
             let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
             assert!(bytes_eq(&a, &a.clone()));
             assert!(!bytes_eq(&a, &a[..n.saturating_sub(1)]) || n == 0);

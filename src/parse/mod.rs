@@ -10,7 +10,9 @@ mod number;
 mod scan;
 
 pub use json::{parse_json, JsonBuf};
-pub use line::{parse_line, parse_simple, parse_simple_prefix, Kind, LineBuf, Parsed, Sample, SampleValue};
+pub use line::{
+    parse_line, parse_simple, parse_simple_prefix, Kind, LineBuf, Parsed, Sample, SampleValue, Simple,
+};
 pub use name_tags::{split_name_tags, NameTags};
 pub use number::parse_f64;
 

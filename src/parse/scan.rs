@@ -1,84 +1,43 @@
 //! Byte search tuned for statsd fields. Runs on the ingest thread for every field of every line.
 //!
-//! The fields inside a line (name, value, type, rate) are a few bytes long, and there a SIMD
-//! search's set-up and dispatch cost more than the scan: in the `profile_ingest` example under
-//! callgrind, memchr calls on ~10-byte fields were 36 % of all instructions. So each search
-//! looks at the first `SHORT` bytes eight at a time in a u64 (SWAR) and hands only a longer
-//! remainder to memchr, which wins on long names and tag lists. Whole datagrams are split
-//! into lines with memchr's iterator, where SIMD pays off.
+//! The fields inside a line (name, value, type, tags) are a few to a hundred bytes long: there a
+//! general search's set-up and dispatch cost more than the scan (memchr calls on ~10-byte fields
+//! were 36 % of all instructions in `examples/profile_ingest`), and eight bytes at a time in a
+//! u64 (SWAR) was still a third of them on 60-byte names. So each search compares sixteen bytes
+//! at a time with one SSE2 compare per byte sought ([`crate::sys::find2_mask16`]), and ends
+//! with one compare of the text's last sixteen bytes, overlapping what was already searched,
+//! instead of a byte-by-byte tail. Only a text shorter than sixteen bytes is searched byte by
+//! byte.
 
-/// Bytes scanned without memchr before it takes over. Statsd names are mostly 10–60 bytes; the
-/// value was chosen to cover them, not tuned separately.
-const SHORT: usize = 64;
+use crate::sys::find2_mask16;
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Bit 7 of each byte of `x` that is zero; exact for the lowest such byte (a borrow can only
-/// flag bytes above a real zero), which is the only one we read.
-#[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-#[inline(always)]
-fn word(hay: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(hay[i..i + 8].try_into().unwrap())
-}
-
-/// Index of the first `a` in `hay[from..]`, as an index into `hay`: eight bytes per step (SWAR)
-/// over the first `SHORT` bytes, memchr beyond.
+/// Index of the first `a` in `hay[from..]`, as an index into `hay`.
 #[inline(always)]
 pub fn find(hay: &[u8], from: usize, a: u8) -> Option<usize> {
-    let pa = ONES * a as u64;
-    let end = hay.len().min(from.saturating_add(SHORT));
-    let mut i = from;
-    while i + 8 <= end {
-        let z = zero_bytes(word(hay, i) ^ pa);
-        if z != 0 {
-            return Some(i + (z.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    while i < end {
-        if hay[i] == a {
-            return Some(i);
-        }
-        i += 1;
-    }
-    if end < hay.len() {
-        memchr::memchr(a, &hay[end..]).map(|j| end + j)
-    } else {
-        None
-    }
+    find2(hay, from, a, a)
 }
 
 /// Index of the first `a` or `b` in `hay[from..]`, as an index into `hay`.
 #[inline(always)]
 pub fn find2(hay: &[u8], from: usize, a: u8, b: u8) -> Option<usize> {
-    let (pa, pb) = (ONES * a as u64, ONES * b as u64);
-    let end = hay.len().min(from.saturating_add(SHORT));
     let mut i = from;
-    while i + 8 <= end {
-        let w = word(hay, i);
-        let z = zero_bytes(w ^ pa) | zero_bytes(w ^ pb);
-        if z != 0 {
-            return Some(i + (z.trailing_zeros() / 8) as usize);
+    while let Some(chunk) = hay.get(i..i + 16) {
+        let hits = find2_mask16(chunk.try_into().unwrap(), a, b);
+        if hits != 0 {
+            return Some(i + hits.trailing_zeros() as usize);
         }
-        i += 8;
+        i += 16;
     }
-    while i < end {
-        let c = hay[i];
-        if c == a || c == b {
-            return Some(i);
-        }
-        i += 1;
+    if i >= hay.len() {
+        return None;
     }
-    if end < hay.len() {
-        memchr::memchr2(a, b, &hay[end..]).map(|j| end + j)
-    } else {
-        None
+    if hay.len() >= 16 {
+        // the last sixteen bytes, of which the first `i - last` were searched already
+        let last = hay.len() - 16;
+        let hits = find2_mask16(hay[last..].try_into().unwrap(), a, b) >> (i - last);
+        return (hits != 0).then(|| i + hits.trailing_zeros() as usize);
     }
+    hay[i..].iter().position(|&c| c == a || c == b).map(|j| i + j)
 }
 
 #[cfg(test)]
