@@ -78,10 +78,47 @@ pub fn datagram(
     buf: &mut LineBuf,
     dump: &mut Option<DebugDump>,
 ) {
+    let mut batch = Batch::default();
+    batched_datagram(tables, &mut batch, bytes, format, truncated, buf, dump);
+    batch.record(tables, &mut ());
+}
+
+/// Parses and records received datagrams (`(bytes, truncated)`, a `recvmmsg` batch) in order,
+/// each as [`datagram`] does, with the fast path's lookups batched across them.
+#[inline(always)]
+pub fn datagrams<'a>(
+    tables: &mut Tables,
+    datagrams: impl IntoIterator<Item = (&'a [u8], bool)>,
+    format: Format,
+    buf: &mut LineBuf,
+    dump: &mut Option<DebugDump>,
+) {
+    let mut batch = Batch::default();
+    for (bytes, truncated) in datagrams {
+        batched_datagram(tables, &mut batch, bytes, format, truncated, buf, dump);
+    }
+    batch.record(tables, &mut ());
+}
+
+/// One datagram of [`datagrams`]: its fast-path lines may wait in `batch` (see [`lines_in`]).
+#[inline(always)]
+fn batched_datagram<'a>(
+    tables: &mut Tables,
+    batch: &mut Batch<'a>,
+    bytes: &'a [u8],
+    format: Format,
+    truncated: bool,
+    buf: &mut LineBuf,
+    dump: &mut Option<DebugDump>,
+) {
     count_packet(tables, bytes.len());
     if dump.is_none() && !truncated && format == Format::Statsd && bytes.first() != Some(&b'{') {
-        lines(tables, bytes, Lines::Statsd, buf, &mut ());
+        match tables.raw_keys() > BATCH_FROM {
+            true => lines_in::<true, ()>(tables, batch, bytes, Lines::Statsd, buf, &mut ()),
+            false => lines_in::<false, ()>(tables, batch, bytes, Lines::Statsd, buf, &mut ()),
+        }
     } else {
+        batch.record(tables, &mut ());
         unusual_datagram(tables, bytes, format, truncated, buf, dump);
     }
 }
@@ -126,10 +163,7 @@ fn piece<O: Observe + ?Sized>(
     count_bad_piece(tables, BadLine::Truncated);
 }
 
-/// Parses and records every line of `text`: split at `\n`, a trailing `\r` stripped, empty lines
-/// skipped. A statsd line of the fast path's shape tells where it ends as it is parsed
-/// ([`parse::parse_simple_prefix`]); any other is cut at the next `\n`. Once the tables hold
-/// more than [`BATCH_FROM`] raw keys, the fast path's lines wait in a [`Batch`].
+/// Parses and records every line of `text`, one by one ([`lines_in`] without a batch).
 #[inline(always)]
 fn lines<O: Observe + ?Sized>(
     tables: &mut Tables,
@@ -138,22 +172,23 @@ fn lines<O: Observe + ?Sized>(
     buf: &mut LineBuf,
     obs: &mut O,
 ) {
-    match tables.raw_keys() > BATCH_FROM {
-        true => lines_in::<true, O>(tables, text, style, buf, obs),
-        false => lines_in::<false, O>(tables, text, style, buf, obs),
-    }
+    lines_in::<false, O>(tables, &mut Batch::default(), text, style, buf, obs)
 }
 
-/// [`lines`], with the fast path's lines looked up one by one or in a [`Batch`].
+/// Parses and records every line of `text`: split at `\n`, a trailing `\r` stripped, empty lines
+/// skipped. A statsd line of the fast path's shape tells where it ends as it is parsed
+/// ([`parse::parse_simple_prefix`]); any other is cut at the next `\n`. `BATCHED`: the fast
+/// path's lines wait in `batch` (used once the tables hold more than [`BATCH_FROM`] raw keys),
+/// and any other line first records the batch before it.
 #[inline(always)]
-fn lines_in<const BATCHED: bool, O: Observe + ?Sized>(
+fn lines_in<'a, const BATCHED: bool, O: Observe + ?Sized>(
     tables: &mut Tables,
-    text: &[u8],
+    batch: &mut Batch<'a>,
+    text: &'a [u8],
     style: Lines,
     buf: &mut LineBuf,
     obs: &mut O,
 ) {
-    let mut batch = Batch::default();
     let mut start = 0;
     while let Some(rest) = text.get(start..).filter(|r| !r.is_empty()) {
         let statsd = match style {
@@ -163,20 +198,20 @@ fn lines_in<const BATCHED: bool, O: Observe + ?Sized>(
         };
         if statsd {
             if let Some(simple) = parse::parse_simple_prefix(rest) {
+                let line = &rest[..simple.len];
                 if BATCHED {
-                    batch.push(tables, rest, start, simple);
+                    batch.push(tables, line, simple);
                     if batch.len == BATCH {
-                        batch.record(tables, text, obs);
+                        batch.record(tables, obs);
                     }
                 } else {
-                    let line = &rest[..simple.len];
                     record_simple(tables, line, &simple, key_hash(tables, line, &simple), obs);
                 }
                 start += simple.len + 1;
                 continue;
             }
         }
-        batch.record(tables, text, obs);
+        batch.record(tables, obs);
         let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
         let line = rest[..len].strip_suffix(b"\r").unwrap_or(&rest[..len]);
         if !line.is_empty() {
@@ -184,7 +219,6 @@ fn lines_in<const BATCHED: bool, O: Observe + ?Sized>(
         }
         start += len + 1;
     }
-    batch.record(tables, text, obs);
 }
 
 /// Raw keys in the tables past which lookups are batched: about where the index and the keys
@@ -195,55 +229,58 @@ const BATCH_FROM: usize = 16_384;
 /// Lines the fast path read, at most this many, are hashed first and looked up after.
 const BATCH: usize = 16;
 
-/// Lines of one text that the fast path read and hashed, waiting to be looked up and recorded.
+/// Lines that the fast path read and hashed, from one or more datagrams, waiting to be looked up
+/// and recorded.
 ///
 /// Hot path essay. With 100 k keys the tables do not fit in the cache, and a lookup waits on
-/// up to three dependent misses (the control bytes, the entry, the key's bytes). Parsed one line
-/// at a time, each line's misses queue behind the previous line's, because a line's parse and
-/// hash (a few hundred instructions) fill the CPU's reorder window before the next lookup
-/// starts. Parsing and hashing a batch first leaves the lookups back to back, about a hundred
-/// instructions apart, so that the misses of several lines are in flight together. Order is
-/// kept: a line the fast path cannot read records the batch before it.
-#[derive(Default)]
-struct Batch {
+/// up to three dependent misses (the index slot, the key's bytes, the accumulator). Parsed one
+/// line at a time, each line's misses queue behind the previous line's, because a line's parse
+/// and hash (a few hundred instructions) fill the CPU's reorder window before the next lookup
+/// starts. Here the lines of a batch are parsed and hashed first, each line's index slot is
+/// prefetched as soon as its hash is known ([`Tables::prefetch`]), and the lookups then run back
+/// to back, so that the misses of sixteen lines are in flight together. A batch spans the
+/// datagrams of one `recvmmsg` call ([`datagrams`]), so one-line datagrams gain too. Order is
+/// kept: a line the fast path cannot read, or a datagram it does not take, records the batch
+/// before it.
+struct Batch<'a> {
     len: usize,
-    lines: [Pending; BATCH],
+    lines: [Pending<'a>; BATCH],
 }
 
-/// One line of a [`Batch`]: where it starts in the text, what the fast path read, and its raw
-/// key's hash.
+/// One line of a [`Batch`]: its text, what the fast path read, and its raw key's hash.
 #[derive(Clone, Copy)]
-struct Pending {
-    start: usize,
+struct Pending<'a> {
+    line: &'a [u8],
     simple: Simple,
     hash: u64,
 }
 
-impl Default for Pending {
+impl Default for Batch<'_> {
     fn default() -> Self {
         let sample =
             Sample { kind: parse::Kind::Counter, value: parse::SampleValue::Number(0.0), weight: 1.0 };
-        Pending { start: 0, simple: Simple { name_len: 0, tags: (0, 0), sample, len: 0 }, hash: 0 }
+        let pending =
+            Pending { line: &[], simple: Simple { name_len: 0, tags: (0, 0), sample, len: 0 }, hash: 0 };
+        Batch { len: 0, lines: [pending; BATCH] }
     }
 }
 
-impl Batch {
-    /// Hashes one line the fast path read (it starts `start` bytes into the text, at `rest`) and
-    /// adds it to the batch, which must have room.
+impl<'a> Batch<'a> {
+    /// Hashes one line the fast path read, starts fetching its index slot, and adds it to the
+    /// batch, which must have room.
     #[inline(always)]
-    fn push(&mut self, tables: &Tables, rest: &[u8], start: usize, simple: Simple) {
-        let hash = key_hash(tables, rest, &simple);
+    fn push(&mut self, tables: &Tables, line: &'a [u8], simple: Simple) {
+        let hash = key_hash(tables, line, &simple);
         tables.prefetch(hash);
-        self.lines[self.len] = Pending { start, simple, hash };
+        self.lines[self.len] = Pending { line, simple, hash };
         self.len += 1;
     }
 
     /// Counts and records every waiting line, in order, and empties the batch.
     #[inline(always)]
-    fn record<O: Observe + ?Sized>(&mut self, tables: &mut Tables, text: &[u8], obs: &mut O) {
+    fn record<O: Observe + ?Sized>(&mut self, tables: &mut Tables, obs: &mut O) {
         for p in &self.lines[..self.len] {
-            let line = &text[p.start..p.start + p.simple.len];
-            record_simple(tables, line, &p.simple, p.hash, obs);
+            record_simple(tables, p.line, &p.simple, p.hash, obs);
         }
         self.len = 0;
     }

@@ -276,20 +276,12 @@ impl Server {
                     }
                 };
                 let format = if input.json { Format::Json } else { Format::Statsd };
-                for d in 0..n {
-                    let (datagram, truncated) = self.inputs.batch.datagram(d);
-                    if self.capture_packets {
-                        self.active.capture_packet(datagram);
-                    }
-                    ingest::datagram(
-                        &mut self.active,
-                        datagram,
-                        format,
-                        truncated,
-                        &mut self.line_buf,
-                        &mut self.dump,
-                    );
+                let batch = &self.inputs.batch;
+                if self.capture_packets {
+                    (0..n).for_each(|d| self.active.capture_packet(batch.datagram(d).0));
                 }
+                let received = (0..n).map(|d| batch.datagram(d));
+                ingest::datagrams(&mut self.active, received, format, &mut self.line_buf, &mut self.dump);
                 total += n;
                 if n < self.inputs.batch.capacity() {
                     break;
