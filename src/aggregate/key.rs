@@ -116,6 +116,11 @@ pub fn canonical_key(
     if name.len() > rules.max_name_bytes {
         return Err(BadLine::NameTooLong);
     }
+    if tags.is_empty() && !name.is_empty() && is_plain(name) {
+        // nothing to sanitize, no tags in any style: the name is its own key
+        out.extend_from_slice(name);
+        return Ok(name.len());
+    }
     let written = if rules.name_tags { split_name_tags(name)? } else { None };
     let (head, tail, name_tags) = match written {
         Some(_) if !tags.is_empty() => return Err(BadLine::MixedTagStyles),
@@ -163,10 +168,45 @@ pub fn canonical_key(
     Ok(name_len)
 }
 
-/// Writes one name or tag component, sanitized (or UTF-8 checked when sanitizing is off).
+/// The bytes that sanitizing keeps as they are.
+const KEPT: [bool; 256] = {
+    let mut kept = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        kept[b] = matches!(b as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b';' | b'=');
+        b += 1;
+    }
+    kept
+};
+
+/// The bytes of a name that is its own canonical key: those sanitizing keeps, except `;` and `=`
+/// (Graphite tags).
+const PLAIN: [bool; 256] = {
+    let mut plain = KEPT;
+    plain[b';' as usize] = false;
+    plain[b'=' as usize] = false;
+    plain
+};
+
+/// Whether every byte of `name` is [`PLAIN`], eight lookups at a time: one pass instead of the
+/// name-tag search, the sanitizer and the `;` search, which were most of a new series' cost.
+fn is_plain(name: &[u8]) -> bool {
+    let mut words = name.chunks_exact(8);
+    let whole = words.by_ref().all(|w| w.iter().fold(true, |ok, &b| ok & PLAIN[b as usize]));
+    whole && words.remainder().iter().all(|&b| PLAIN[b as usize])
+}
+
+/// Writes one name or tag component, sanitized (or UTF-8 checked when sanitizing is off). A
+/// component that sanitizing leaves as it is, the usual case, is copied whole: byte by byte it
+/// cost about 2,200 instructions per new 60-byte name, most of the cost of a new series
+/// (`profile_ingest 100000 realistic 1` under callgrind).
 fn push_component(src: &[u8], sanitize: bool, out: &mut Vec<u8>) -> Result<(), BadLine> {
     if !sanitize {
         std::str::from_utf8(src).map_err(|_| BadLine::InvalidUtf8)?;
+        out.extend_from_slice(src);
+        return Ok(());
+    }
+    if src.iter().all(|&b| KEPT[b as usize]) {
         out.extend_from_slice(src);
         return Ok(());
     }
@@ -187,7 +227,7 @@ fn push_component(src: &[u8], sanitize: bool, out: &mut Vec<u8>) -> Result<(), B
         in_space = false;
         match b {
             b'/' => out.push(b'-'),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b';' | b'=' => out.push(b),
+            _ if KEPT[b as usize] => out.push(b),
             _ => {}
         }
     }
@@ -219,6 +259,21 @@ mod tests {
         let n =
             canonical_key(name.as_bytes(), tags.as_bytes(), &KeyRules::default(), &mut out, &mut Vec::new())?;
         Ok((String::from_utf8(out).unwrap(), n))
+    }
+
+    #[test]
+    fn a_plain_name_is_what_it_looks_like_at_every_length() {
+        let bytes = b"az09AZ_.-;=/ ,#[]\xc3\xa9";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let name: Vec<u8> = (0..len).map(|i| bytes[((x >> (i % 50)) as usize + i) % bytes.len()]).collect();
+            let want = name.iter().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b));
+            assert_eq!(is_plain(&name), want, "{:?}", String::from_utf8_lossy(&name));
+        }
     }
 
     #[test]
