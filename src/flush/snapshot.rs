@@ -188,6 +188,12 @@ impl Snapshot {
         &self.keys.bytes[(s.off + s.name_len) as usize..(s.off + s.len) as usize]
     }
 
+    /// The name and the tags: `(name(k), tags(k))`.
+    pub fn name_tags(&self, k: KeyRef) -> (&str, &str) {
+        let s = self.keys.span(k);
+        self.keys.bytes[s.off as usize..(s.off + s.len) as usize].split_at(s.name_len as usize)
+    }
+
     /// The tags as (key, value) pairs; a bare tag has an empty value.
     pub fn tag_pairs(&self, k: KeyRef) -> impl Iterator<Item = (&str, &str)> {
         self.tags(k).split(';').filter(|t| !t.is_empty()).map(|t| t.split_once('=').unwrap_or((t, "")))
@@ -237,46 +243,48 @@ impl Snapshot {
         buf: &mut String,
         f: &mut dyn FnMut(&str, f64),
     ) {
-        let mut emit = |buf: &mut String, ns: &str, k: KeyRef, parts: &[&str], v: f64| {
+        let mut emit = |buf: &mut String, ns: &str, (name, tags): (&str, &str), parts: &[&str], v: f64| {
             buf.clear();
             if !ns.is_empty() {
                 buf.push_str(ns);
                 buf.push('.');
             }
-            buf.push_str(self.name(k));
+            buf.push_str(name);
             for p in parts {
                 buf.push('.');
                 buf.push_str(p);
             }
             buf.push_str(&naming.suffix);
-            buf.push_str(self.tags(k));
+            buf.push_str(tags);
             f(buf, v);
         };
         for c in &self.counters {
+            let key = self.name_tags(c.key);
             if naming.legacy {
                 if which.rate {
-                    emit(buf, "stats", c.key, &[], c.rate);
+                    emit(buf, "stats", key, &[], c.rate);
                 }
                 if which.count {
-                    emit(buf, "stats_counts", c.key, &[], c.count);
+                    emit(buf, "stats_counts", key, &[], c.count);
                 }
             } else {
                 if which.rate {
-                    emit(buf, &naming.counter_ns, c.key, &["rate"], c.rate);
+                    emit(buf, &naming.counter_ns, key, &["rate"], c.rate);
                 }
                 if which.count {
-                    emit(buf, &naming.counter_ns, c.key, &["count"], c.count);
+                    emit(buf, &naming.counter_ns, key, &["count"], c.count);
                 }
             }
         }
         for t in &self.timers {
-            self.for_each_timer_stat(t, &mut |stat, v| emit(buf, &naming.timer_ns, t.key, stat, v));
+            let key = self.name_tags(t.key);
+            self.for_each_timer_stat(t, &mut |stat, v| emit(buf, &naming.timer_ns, key, stat, v));
         }
         for g in &self.gauges {
-            emit(buf, &naming.gauge_ns, g.key, &[], g.value);
+            emit(buf, &naming.gauge_ns, self.name_tags(g.key), &[], g.value);
         }
         for s in &self.sets {
-            emit(buf, &naming.set_ns, s.key, &["count"], s.count);
+            emit(buf, &naming.set_ns, self.name_tags(s.key), &["count"], s.count);
         }
         // statsd.numStats (legacy) / <global>.statsd.numStats<suffix>
         buf.clear();
