@@ -2,10 +2,16 @@
 """RSS per idle series: starts target/release/kstatsd, records its RSS when empty, sends N
 distinct counters once (20 lines per datagram), waits a few 1 s flushes until they are all
 known and idle, and prints (RSS now - RSS empty) / series, with the series count taken from
-the daemon's own statsd.numStats. Usage: perf/idle_rss.py [N] (default 200000)."""
-import json, re, socket, subprocess, sys, time
+the daemon's own statsd.numStats. Usage: perf/idle_rss.py [N] [--name-len L] (default 200000
+series named idle.series.k0000000, 20 bytes; --name-len pads each name to L bytes)."""
+import argparse, json, re, socket, subprocess, sys, time
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+args = argparse.ArgumentParser()
+args.add_argument("n", nargs="?", type=int, default=200_000)
+args.add_argument("--name-len", type=int, default=20)
+args = args.parse_args()
+N = args.n
+PAD = "x" * max(0, args.name_len - 20)
 BIN = "target/release/kstatsd"
 
 
@@ -32,7 +38,7 @@ def main():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     batch = []
     for i in range(N):
-        batch.append(f"idle.series.k{i:07d}:1|c")
+        batch.append(f"idle.series.{PAD}k{i:07d}:1|c")
         if len(batch) == 20:
             s.sendto("\n".join(batch).encode(), addr)
             batch = []

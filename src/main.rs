@@ -72,6 +72,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, path: Option<PathBuf>, overrides: Overrides) -> std::io::Result<()> {
+    if !sys::pin_mmap_threshold() {
+        log::debug!("the allocator's mmap threshold is left as it is");
+    }
     match sys::raise_nofile_limit() {
         Ok((before, after)) if after > before => {
             log::info!("open files limit raised from {before} to {after}")

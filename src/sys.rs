@@ -1,10 +1,10 @@
 //! What kstatsd asks of the machine directly: the host's name, thread pinning, the open files
-//! limit, the two socket calls that socket2 lacks (batched UDP receive with `recvmmsg(2)`, and
-//! `SO_RCVBUFFORCE`), the CPU's 16-byte compare (SSE2) for the line parser's byte search, and
-//! the cache prefetch for the table lookups. This is the only file in kstatsd with `unsafe`
-//! (the crate denies it everywhere else). The receive batch, the byte search and the prefetch
-//! run on the ingest thread; the rest at start-up, on the main thread, and pinning on the
-//! thread being pinned.
+//! limit, the C allocator's mmap threshold, the two socket calls that socket2 lacks (batched UDP
+//! receive with `recvmmsg(2)`, and `SO_RCVBUFFORCE`), the CPU's 16-byte compare (SSE2) for the
+//! line parser's byte search, and the cache prefetch for the table lookups. This is the only
+//! file in kstatsd with `unsafe` (the crate denies it everywhere else). The receive batch, the
+//! byte search and the prefetch run on the ingest thread; the rest at start-up, on the main
+//! thread, and pinning on the thread being pinned.
 //!
 //! A [`RecvBatch`] owns `n` receive buffers of `size` bytes in one contiguous allocation, plus the
 //! `iovec` and `mmsghdr` arrays that point into it, all built once. One `recv` call asks the
@@ -119,6 +119,25 @@ pub fn raise_nofile_limit() -> io::Result<(libc::rlim_t, libc::rlim_t)> {
         }
     }
     Ok((before, lim.rlim_cur))
+}
+
+/// Pins glibc malloc's mmap threshold at its default 128 KiB (start-up, main thread, before any
+/// other thread). Left dynamic, glibc raises it to the size of every large block freed, up to
+/// 32 MiB: after a burst of new series has grown and then given back the tables' arenas, the
+/// flush thread's growing key arena, spans and outputs come from the heap instead of their own
+/// mappings, and the freed holes they leave stay resident. Pinned, every large buffer is a
+/// mapping of its own that grows in place and goes back to the kernel when freed. Returns whether
+/// the allocator took it (always false on a libc other than glibc).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn pin_mmap_threshold() -> bool {
+    // SAFETY: mallopt only sets one of the allocator's parameters; no pointer is passed.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10) == 1 }
+}
+
+/// See the glibc version above: other allocators are left as they are.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn pin_mmap_threshold() -> bool {
+    false
 }
 
 /// `setsockopt(SO_RCVBUFFORCE)`: like `SO_RCVBUF` but ignores `net.core.rmem_max` (needs

@@ -5,6 +5,12 @@
 //! and deletion) and each gauge's last value, so that `+N`/`-N` deltas resolve against it. Each
 //! flush merges the interval's tables into that state, summarizes timers with etsy's exact maths,
 //! and fills a reused [`Snapshot`] that the sinks read.
+//!
+//! A known series costs a 16-byte [`Known`], its key once in the snapshot's key arena (with a
+//! 12-byte span) and a 4-byte index slot: the snapshot's entries name it by index, so reporting
+//! it idle copies no key. Series that are deleted or forgotten during a flush are only marked
+//! `gone` there (the snapshot being built may still name them) and are dropped from the state at
+//! the next change to it (the next flush or an admin delete).
 
 pub mod config;
 pub mod hook;
@@ -17,6 +23,7 @@ use crate::aggregate::{IngestStats, Tables};
 use crate::parse::{BadLine, Kind};
 pub use config::AggregateConfig;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use snapshot::{shrink_roomy, Keys};
 use std::hash::BuildHasher;
 use summarize::{summarize, Scratch};
 
@@ -86,25 +93,28 @@ pub struct FlushMeta {
     pub kernel_drops: u64,
 }
 
-/// A series that was seen once and is still reported.
+/// A series that was seen once and is still reported. Its key is at the same index in the
+/// snapshot's [`Keys`].
 struct Known {
-    kind: Kind,
-    key: Box<str>,
-    name_len: u32,
-    /// The last gauge value.
-    gauge: f64,
-    /// The last flushed count of a counter, set or timer (the admin listings).
-    last: f64,
+    /// A gauge's last value; the last flushed count of a counter, set or timer (the admin
+    /// listings), 0 after an idle interval.
+    value: f64,
     /// Consecutive intervals without data.
     idle: u32,
+    kind: Kind,
     seen: bool,
+    /// Deleted or forgotten in the last flush; dropped at the next change to the state.
+    gone: bool,
 }
 
 pub struct Flusher {
     config: AggregateConfig,
     hasher: DefaultHashBuilder,
+    /// Index into `known` (and the snapshot's keys) by (kind, key).
     index: HashTable<u32>,
     known: Vec<Known>,
+    /// How many of `known` are `gone`.
+    gone: usize,
     scratch: Scratch,
     snapshot: Snapshot,
 }
@@ -116,6 +126,7 @@ impl Flusher {
             hasher: DefaultHashBuilder::default(),
             index: HashTable::new(),
             known: Vec::new(),
+            gone: 0,
             scratch: Scratch::default(),
             snapshot: Snapshot::default(),
         };
@@ -136,7 +147,7 @@ impl Flusher {
 
     /// Number of series currently known (reported every interval unless deleted).
     pub fn known_series(&self) -> usize {
-        self.known.len()
+        self.known.len() - self.gone
     }
 
     /// Merges one interval into the state and returns the snapshot for the sinks. The tables are
@@ -144,6 +155,7 @@ impl Flusher {
     /// stats, processing time) are appended by the caller afterwards.
     pub fn flush(&mut self, tables: &mut Tables, meta: &FlushMeta) -> &mut Snapshot {
         inject_meta(tables, &self.config.meta_prefix, meta);
+        self.drop_gone();
         for k in &mut self.known {
             k.seen = false;
         }
@@ -157,31 +169,30 @@ impl Flusher {
         for i in 0..tables.series_count() {
             let s = tables.series_at(i);
             let (kind, slot, name_len) = (s.kind, s.slot, s.name_len);
-            let id = known_id(index, known, hasher, kind, s.key, name_len);
-            let k = &mut known[id];
+            let key_ref = known_id(index, known, &mut snap.keys, hasher, kind, s.key, name_len);
+            let k = &mut known[key_ref.index()];
             k.seen = true;
             k.idle = 0;
-            let key_ref = snap.push_key(&k.key, name_len);
             match kind {
                 Kind::Counter => {
                     let count = tables.counters[slot];
-                    k.last = count;
+                    k.value = count;
                     snap.counters.push(CounterOut { key: key_ref, count, rate: count / interval });
                 }
                 Kind::Gauge => {
-                    k.gauge = tables.gauges[slot].resolve(k.gauge);
-                    snap.gauges.push(GaugeOut { key: key_ref, value: k.gauge });
+                    k.value = tables.gauges[slot].resolve(k.value);
+                    snap.gauges.push(GaugeOut { key: key_ref, value: k.value });
                 }
                 Kind::Set => {
-                    k.last = tables.sets[slot] as f64;
+                    k.value = tables.sets[slot] as f64;
                     snap.sets.push(SetOut { key: key_ref, count: tables.sets[slot] as f64 });
                 }
                 Kind::Timer => {
-                    let name = &k.key[..name_len];
+                    let name = &s.key[..name_len];
                     let rule = config.histograms.iter().position(|h| name.contains(h.metric.as_str()));
                     let bins = rule.map(|r| config.histograms[r].bins.as_slice());
                     let timer = &mut tables.timers_mut()[slot];
-                    k.last = timer.count;
+                    k.value = timer.count;
                     let (pcts_at, hist_at) = (snap.pcts.len() as u32, snap.hist.len() as u32);
                     let stats =
                         summarize(timer, &config.percentiles, bins, scratch, &mut snap.pcts, &mut snap.hist);
@@ -204,25 +215,27 @@ impl Flusher {
         snap
     }
 
-    /// Reports (or deletes) every known series that saw no data this interval.
+    /// Reports (or deletes) every known series that saw no data this interval. Deleted and
+    /// forgotten series are marked `gone`, not dropped: the snapshot names series by index.
     fn report_idle(&mut self) {
-        let c = &self.config;
-        let snap = &mut self.snapshot;
-        let mut deleted = false;
-        for k in &mut self.known {
+        let Flusher { config: c, known, gone, snapshot: snap, .. } = self;
+        for (i, k) in known.iter_mut().enumerate() {
             if k.seen {
                 continue;
             }
-            k.idle += 1;
-            k.last = 0.0;
+            k.idle = k.idle.saturating_add(1);
+            if k.kind != Kind::Gauge {
+                k.value = 0.0;
+            }
             if expired(c, k) {
-                deleted = true;
+                k.gone = true;
+                *gone += 1;
                 continue;
             }
-            let key = snap.push_key(&k.key, k.name_len as usize);
+            let key = KeyRef::new(i);
             match k.kind {
                 Kind::Counter => snap.counters.push(CounterOut { key, count: 0.0, rate: 0.0 }),
-                Kind::Gauge => snap.gauges.push(GaugeOut { key, value: k.gauge }),
+                Kind::Gauge => snap.gauges.push(GaugeOut { key, value: k.value }),
                 Kind::Set => snap.sets.push(SetOut { key, count: 0.0 }),
                 Kind::Timer => snap.timers.push(TimerOut {
                     key,
@@ -234,33 +247,54 @@ impl Flusher {
                 }),
             }
         }
-        if deleted {
-            let c = &self.config;
-            self.known.retain(|k| k.seen || !expired(c, k));
-        }
         // A cardinality flood spread over many intervals admits up to max_series new series in
         // each: remembered for idle reporting, they would pile up without bound. Past
         // max_series known series the longest idle are forgotten (reported idle this last
         // time); series seen this interval are always kept (tests/cardinality.rs,
         // a_cardinality_flood_over_many_intervals_stays_bounded).
-        let excess = self.known.len().saturating_sub(self.config.limits.max_series);
+        let excess = (known.len() - *gone).saturating_sub(c.limits.max_series);
         if excess > 0 {
-            forget_longest_idle(&mut self.known, excess);
+            *gone += forget_longest_idle(known, excess);
         }
-        if deleted || excess > 0 {
+    }
+
+    /// Drops the series marked `gone` and those `keep` refuses (it sees only the others) from
+    /// the known series and the key arena, and rebuilds the index if any went. Returns how many
+    /// `keep` refused.
+    fn retain(&mut self, keep: &mut dyn FnMut(&Known, &str) -> bool) -> usize {
+        let (known, keys) = (&mut self.known, &mut self.snapshot.keys);
+        let mut refused = 0;
+        for (i, k) in known.iter_mut().enumerate() {
+            if !k.gone && !keep(k, keys.key(i)) {
+                k.gone = true;
+                refused += 1;
+            }
+        }
+        self.gone += refused;
+        if self.gone > 0 {
+            keys.retain(&mut |i| !known[i].gone);
+            known.retain(|k| !k.gone);
+            self.gone = 0;
+            shrink_roomy(known);
+            keys.shrink();
             self.rebuild_index();
+        }
+        refused
+    }
+
+    /// Drops the series a flush marked `gone`.
+    fn drop_gone(&mut self) {
+        if self.gone > 0 {
+            self.retain(&mut |_, _| true);
         }
     }
 
     fn rebuild_index(&mut self) {
+        let (known, keys, hasher) = (&self.known, &self.snapshot.keys, &self.hasher);
+        let hash = |j: u32| hasher.hash_one((known[j as usize].kind as u8, keys.key(j as usize).as_bytes()));
         self.index.clear();
-        for (i, k) in self.known.iter().enumerate() {
-            let h = self.hasher.hash_one((k.kind as u8, k.key.as_bytes()));
-            let (known, hasher) = (&self.known, &self.hasher);
-            self.index.insert_unique(h, i as u32, |&j| {
-                let k = &known[j as usize];
-                hasher.hash_one((k.kind as u8, k.key.as_bytes()))
-            });
+        for i in 0..known.len() as u32 {
+            self.index.insert_unique(hash(i), i, |&j| hash(j));
         }
     }
 
@@ -272,30 +306,26 @@ impl Flusher {
 
     /// [`Flusher::delete`], calling `deleted` with each deleted key.
     pub fn delete_each(&mut self, kind: Kind, pattern: &str, deleted: &mut dyn FnMut(&str)) -> usize {
-        let before = self.known.len();
         let matches = |key: &str| match pattern.strip_suffix('*') {
             Some(prefix) => key.starts_with(prefix),
             None => key == pattern,
         };
-        self.known.retain(|k| {
-            let gone = k.kind == kind && matches(&k.key);
+        self.retain(&mut |k, key| {
+            let gone = k.kind == kind && matches(key);
             if gone {
-                deleted(&k.key);
+                deleted(key);
             }
             !gone
-        });
-        let n = before - self.known.len();
-        if n > 0 {
-            self.rebuild_index();
-        }
-        n
+        })
     }
 
     /// Every known series of `kind` with its current value: a gauge's value; the last flushed
     /// interval's count for counters, sets and timers (0 when that interval was idle).
     pub fn for_each_known(&self, kind: Kind, f: &mut dyn FnMut(&str, f64)) {
-        for k in self.known.iter().filter(|k| k.kind == kind) {
-            f(&k.key, if kind == Kind::Gauge { k.gauge } else { k.last });
+        for (i, k) in self.known.iter().enumerate() {
+            if k.kind == kind && !k.gone {
+                f(self.snapshot.keys.key(i), k.value);
+            }
         }
     }
 }
@@ -313,61 +343,48 @@ fn expired(c: &AggregateConfig, k: &Known) -> bool {
     }
 }
 
-/// Forgets up to `n` known series that saw no data this interval, the longest idle first (among
-/// equally idle ones, the oldest first).
-fn forget_longest_idle(known: &mut Vec<Known>, n: usize) {
-    let mut idle: Vec<u32> = known.iter().filter(|k| !k.seen).map(|k| k.idle).collect();
+/// Marks up to `n` known series that saw no data this interval `gone`, the longest idle first
+/// (among equally idle ones, the oldest first). Returns how many it marked.
+fn forget_longest_idle(known: &mut [Known], n: usize) -> usize {
+    let candidate = |k: &Known| !k.seen && !k.gone;
+    let mut idle: Vec<u32> = known.iter().filter(|k| candidate(k)).map(|k| k.idle).collect();
     let n = n.min(idle.len());
     if n == 0 {
-        return;
+        return 0;
     }
     let (_, &mut threshold, _) = idle.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
     let mut at_threshold = n - idle.iter().filter(|&&i| i > threshold).count();
-    known.retain(|k| {
-        if k.seen || k.idle < threshold {
-            true
-        } else if k.idle > threshold {
-            false
-        } else if at_threshold > 0 {
+    for k in known.iter_mut().filter(|k| candidate(k)) {
+        if k.idle > threshold {
+            k.gone = true;
+        } else if k.idle == threshold && at_threshold > 0 {
             at_threshold -= 1;
-            false
-        } else {
-            true
+            k.gone = true;
         }
-    });
+    }
+    n
 }
 
-/// Index of the known series (kind, key), inserting it when new.
+/// The known series (kind, key), inserted (with its key appended to `keys`) when new.
 fn known_id(
     index: &mut HashTable<u32>,
     known: &mut Vec<Known>,
+    keys: &mut Keys,
     hasher: &DefaultHashBuilder,
     kind: Kind,
     key: &str,
     name_len: usize,
-) -> usize {
+) -> KeyRef {
     let h = hasher.hash_one((kind as u8, key.as_bytes()));
-    if let Some(&i) = index.find(h, |&i| {
-        let k = &known[i as usize];
-        k.kind == kind && &*k.key == key
-    }) {
-        return i as usize;
+    if let Some(&i) = index.find(h, |&i| known[i as usize].kind == kind && keys.key(i as usize) == key) {
+        return KeyRef::new(i as usize);
     }
-    known.push(Known {
-        kind,
-        key: key.into(),
-        name_len: name_len as u32,
-        gauge: 0.0,
-        last: 0.0,
-        idle: 0,
-        seen: false,
+    known.push(Known { value: 0.0, idle: 0, kind, seen: false, gone: false });
+    let id = keys.push(key, name_len);
+    index.insert_unique(h, id.index() as u32, |&j| {
+        hasher.hash_one((known[j as usize].kind as u8, keys.key(j as usize).as_bytes()))
     });
-    let i = known.len() - 1;
-    index.insert_unique(h, i as u32, |&j| {
-        let k = &known[j as usize];
-        hasher.hash_one((k.kind as u8, k.key.as_bytes()))
-    });
-    i
+    id
 }
 
 /// Records the daemon's own counters and gauges into the interval's tables, so that they are
@@ -512,6 +529,59 @@ mod tests {
             tables.clear();
             assert!(flusher.known_series() <= 60, "{p}: {}", flusher.known_series());
         }
+    }
+
+    #[test]
+    fn deleted_series_leave_the_key_arena_and_the_others_keep_their_names() {
+        let f = run(
+            "delete_counters = true",
+            &["a:1|c\nb:1|g\nc:1|c\nd;x=1:2|c", "b:2|g", "c:3|c\ne:1|ms", "", "a:4|c"],
+        );
+        assert!(!f[1].contains_key("stats_counts.a"), "an idle counter is deleted");
+        assert_eq!(f[1]["stats.gauges.b"], 2.0);
+        assert_eq!(f[2]["stats_counts.c"], 3.0, "a deleted counter comes back");
+        assert_eq!(f[3]["stats.gauges.b"], 2.0, "an idle gauge keeps its name and value");
+        assert_eq!(f[3]["stats.timers.e.count"], 0.0);
+        assert!(!f[3].contains_key("stats_counts.c"));
+        assert_eq!(f[4]["stats_counts.a"], 4.0);
+        assert_eq!(f[4]["stats.gauges.b"], 2.0);
+    }
+
+    #[test]
+    fn idle_series_add_no_key_bytes_from_flush_to_flush() {
+        let config = AggregateConfig::from_toml("").unwrap();
+        let mut flusher = Flusher::new(config.clone());
+        let mut tables = Tables::new(config.limits.clone());
+        let names: String = (0..100).map(|i| format!("idle.k{i}:1|c\n")).collect();
+        ingest::datagram(
+            &mut tables,
+            names.as_bytes(),
+            Format::Statsd,
+            false,
+            &mut Default::default(),
+            &mut None,
+        );
+        let meta = FlushMeta { interval: 1.0, ..FlushMeta::default() };
+        let mut arena = Vec::new();
+        for _ in 0..4 {
+            flusher.flush(&mut tables, &meta);
+            tables.clear();
+            arena.push((flusher.snapshot.keys.bytes.len(), flusher.known_series()));
+        }
+        assert!(arena.windows(2).all(|w| w[0] == w[1]), "{arena:?}");
+        assert!(flusher.known_series() > 100);
+        let mut listed = 0;
+        flusher.for_each_known(Kind::Counter, &mut |k, v| {
+            if k.starts_with("idle.k") {
+                assert_eq!(v, 0.0);
+                listed += 1;
+            }
+        });
+        assert_eq!(listed, 100);
+        assert_eq!(flusher.delete(Kind::Counter, "idle.*"), 100);
+        let snap = flusher.flush(&mut tables, &meta);
+        assert!(snap.counters.iter().all(|c| !snap.name(c.key).starts_with("idle.")));
+        assert!(snap.counters.iter().any(|c| snap.name(c.key) == "statsd.packets_received"));
     }
 
     #[test]
