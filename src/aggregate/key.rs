@@ -173,7 +173,8 @@ const KEPT: [bool; 256] = {
     let mut kept = [false; 256];
     let mut b = 0;
     while b < 256 {
-        kept[b] = matches!(b as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b';' | b'=');
+        kept[b] =
+            matches!(b as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b';' | b'=');
         b += 1;
     }
     kept
@@ -270,7 +271,8 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let len = (x % 40) as usize;
-            let name: Vec<u8> = (0..len).map(|i| bytes[((x >> (i % 50)) as usize + i) % bytes.len()]).collect();
+            let name: Vec<u8> =
+                (0..len).map(|i| bytes[((x >> (i % 50)) as usize + i) % bytes.len()]).collect();
             let want = name.iter().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b));
             assert_eq!(is_plain(&name), want, "{:?}", String::from_utf8_lossy(&name));
         }
