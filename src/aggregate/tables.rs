@@ -2,8 +2,8 @@
 //! cleared by the flush thread after the swap (ownership moves with the `Box<Tables>`).
 //!
 //! Hot path essay. A line costs one hash of its raw bytes (kind, name, raw tags) and one probe
-//! of `raw`, a `hashbrown::HashTable` whose entries point into one byte arena, so a hit touches
-//! no key allocation at all. Only a miss does real work: the name and tags are sanitized and put
+//! of `raw`, the raw-key index ([`super::raw_index`]), whose slots point into one byte arena,
+//! so a hit touches no key allocation at all. Only a miss does real work: the name and tags are sanitized and put
 //! in canonical order, looked up in `canon` (so `#b,a` and `#a,b`, or `a b` and `a_b`, land in
 //! the same series), and a new series is appended. Every container here is cleared, never
 //! dropped, between intervals: arenas, tables and the per-timer value vectors keep their
@@ -648,7 +648,7 @@ impl Tables {
 }
 
 /// One hash of a raw key's name bytes (and its tags' when there are any), with the kind mixed in
-/// by multiplication so that it reaches every bit hashbrown looks at. The bytes go straight to
+/// by multiplication so that it reaches every bit the index looks at. The bytes go straight to
 /// the hasher's `write` (which mixes their length in itself): `hash_one(&[u8])` also hashes a
 /// length prefix, and LLVM stopped inlining it into the probe (with `record_one` always
 /// inlined, `profile_ingest 10000 plain`: 543 → 503 instructions per line).

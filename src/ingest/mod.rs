@@ -3,21 +3,23 @@
 //! ingest thread.
 //!
 //! Each concern has one place. A datagram or a stream read is counted (packets, bytes) in
-//! `count_packet`; text is cut into lines in `lines`; a line goes to the statsd parser or the
+//! `count_packet`; text is cut into lines in `lines_in`; a line goes to the statsd parser or the
 //! pystatsd JSON parser in `line`, by the format of its input (`Lines`). The rest is how the
-//! pieces arrive: [`datagram`] for a whole datagram (cut by the kernel or not), [`stream_bytes`]
+//! pieces arrive: [`datagrams`] for the datagrams of one `recvmmsg` call and [`datagram`] for
+//! one (cut by the kernel or not), [`stream_bytes`]
 //! and [`stream_end`] for what a stream connection brings, which its framer cuts into lines,
 //! frames and pieces dropped for their length. [`statsd_line`] and [`stream_line`] take one line
 //! on its own (tests and fuzz targets compare them with the in-place reading). The debug dump,
 //! which sees every parsed metric when it is on, is [`dump`].
 //!
 //! Hot path essay. A statsd datagram with the debug dump off is the common case, and
-//! [`datagram`] keeps it apart: one branch picks it, and it runs `lines` with the statsd format
-//! and the observer `()` known at compile time, so the fast line parser and the table lookup
-//! inline into one loop. Everything else (the dump on, a truncated datagram, JSON) is one cold
-//! call away: inlined next to the normal path, the observed loop doubled the loop's size and
-//! LLVM stopped inlining the table lookups into it (+17 % instructions per line in
-//! `examples/profile_ingest`, which measures [`datagram`]).
+//! [`datagrams`] keeps it apart: one branch picks it, and it runs `lines_in` with the statsd
+//! format and the observer `()` known at compile time, so the fast line parser and the table
+//! lookup inline into one loop. Everything else (the dump on, a truncated datagram, JSON) is one
+//! cold call away: inlined next to the normal path, the observed loop doubled the loop's size
+//! and LLVM stopped inlining the table lookups into it (+17 % instructions per line in
+//! `examples/profile_ingest`, which measures [`datagrams`]). With large tables the fast path's
+//! lookups are batched; see `Batch`.
 
 pub mod dump;
 
