@@ -107,8 +107,14 @@ pub fn parse_json(line: &[u8], buf: &mut JsonBuf) -> Result<Sample, BadLine> {
     tags.clear();
     member.clear();
     let mut t: Tape<'_> = tape.take().unwrap_or_else(Tape::null).reset();
+    // simd-json misreads a float with more than 19 digits before its exponent
+    // (`41111111111111111111111111.4` comes back as 1.83e18), so a message holding one is
+    // refused rather than recorded wrong.
+    let long_digits = line
+        .split(|&b| !(b.is_ascii_digit() || b == b'.'))
+        .any(|run| run.iter().filter(|b| b.is_ascii_digit()).count() > 19);
     let result = match simd_json::fill_tape(input, buffers, &mut t) {
-        Ok(()) => walk(&t.0, name, tags, member),
+        Ok(()) => walk(&t.0, name, tags, member, long_digits),
         Err(_) => Err(BadLine::InvalidJson),
     };
     *tape = Some(t.reset());
@@ -120,6 +126,7 @@ fn walk(
     name: &mut Vec<u8>,
     tags: &mut Vec<u8>,
     member: &mut Vec<u8>,
+    long_digits: bool,
 ) -> Result<Sample, BadLine> {
     let Some(&Node::Object { len, .. }) = nodes.first() else {
         return Err(BadLine::InvalidJson);
@@ -136,6 +143,7 @@ fn walk(
                 match *s {
                     StaticNode::I64(v) => Scalar::Int(v.into()),
                     StaticNode::U64(v) => Scalar::Int(v.into()),
+                    StaticNode::F64(_) if long_digits => return Err(BadLine::BadValue),
                     StaticNode::F64(v) => Scalar::Num(v),
                     StaticNode::Bool(b) => Scalar::Bool(b),
                     StaticNode::Null => Scalar::Null,
@@ -211,6 +219,24 @@ fn walk(
 
 #[cfg(test)]
 mod tests {
+
+    /// A number with more than 19 digits (found by the `json` fuzz target): simd-json
+    /// reads `41111111111111111111111111.4` as 1.83e18, so such a message is refused as a bad
+    /// value instead of recorded wrong. Shorter numbers are read exactly.
+    #[test]
+    fn a_number_of_more_than_19_digits_is_refused_not_misread() {
+        let mut buf = JsonBuf::default();
+        let value = |v: &str| {
+            format!(r#"{{"metric_name": "a", "metric_type": "gauge", "value": {v}, "env": "dev"}}"#)
+        };
+        let mut parse = |v: &str| parse_json(value(v).as_bytes(), &mut buf).map(|s| s.value);
+        assert_eq!(parse("41111111111111111111111111.4"), Err(BadLine::BadValue));
+        assert_eq!(parse("4111111111111111111.4"), Err(BadLine::BadValue));
+        assert_eq!(parse("411111111111111111.4"), Ok(SampleValue::Number(411111111111111111.4)));
+        let quoted = parse("\"41111111111111111111111111.4\"");
+        assert_eq!(quoted, Ok(SampleValue::Number(41111111111111111111111111.4)), "a string is read exactly");
+    }
+
     use super::*;
 
     fn parse(s: &str) -> Result<(String, String, Sample, String), BadLine> {
