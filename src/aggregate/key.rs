@@ -265,14 +265,10 @@ mod tests {
     #[test]
     fn a_plain_name_is_what_it_looks_like_at_every_length() {
         let bytes = b"az09AZ_.-;=/ ,#[]\xc3\xa9";
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rng = crate::aggregate::sketch::tests::Rng(0x2545_F491_4F6C_DD1D);
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 40) as usize;
-            let name: Vec<u8> =
-                (0..len).map(|i| bytes[((x >> (i % 50)) as usize + i) % bytes.len()]).collect();
+            let len = (rng.next() % 40) as usize;
+            let name: Vec<u8> = (0..len).map(|_| bytes[(rng.next() % bytes.len() as u64) as usize]).collect();
             let want = name.iter().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b));
             assert_eq!(is_plain(&name), want, "{:?}", String::from_utf8_lossy(&name));
         }
