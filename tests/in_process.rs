@@ -197,3 +197,26 @@ fn the_packet_hook_sees_every_datagram() {
     assert_eq!(seen.names["stats_counts.statsd.bad_lines_seen"], 1.0);
     assert_eq!(*packets.lock().unwrap(), sent);
 }
+
+/// A SIGTERM that lands while a turn is under way: the turn's zero-timeout poll (there is a
+/// stream listener to poll) takes the signal pipe's one edge-triggered event, and nothing was
+/// read. That turn must end instead of parking until the next flush, an hour away, or the
+/// daemon would sleep through the signal.
+#[test]
+fn a_stop_signal_taken_by_a_turns_first_poll_ends_the_turn_instead_of_parking() {
+    let (d, _flushes) = start(
+        "tcp = [\"127.0.0.1:0\"]\nbusy_poll = \"0ms\"",
+        "flush_interval = \"1h\"",
+        Duration::ZERO,
+        None,
+    );
+    let Daemon { mut server, stop, mut wake, .. } = d;
+    stop.store(true, Ordering::Relaxed);
+    wake.write_all(b"x").unwrap();
+    let (done, turned) = channel();
+    std::thread::spawn(move || {
+        let _ = done.send(server.turn().map_err(|e| e.to_string()));
+    });
+    let got = turned.recv_timeout(Duration::from_secs(20)).expect("the turn parked through the stop signal");
+    assert_eq!(got, Ok(0), "nothing was sent, so the turn read nothing");
+}

@@ -236,7 +236,11 @@ impl Server {
         if self.reload.as_ref().is_some_and(|r| r.pending()) {
             self.reload_step();
         }
-        if got == 0 && self.streams.ready.is_empty() && !self.inputs.event {
+        // A signal's event may have been taken by this turn's zero-timeout poll, and will not
+        // come again: the stop flag (set before the signal pipe is written) is checked here too,
+        // or the park would sleep through the signal until the next flush.
+        let stopping = self.stop.load(Ordering::Relaxed);
+        if got == 0 && self.streams.ready.is_empty() && !self.inputs.event && !stopping {
             let park = match self.busy_poll {
                 BusyPoll::Always => false,
                 BusyPoll::For(d) => now.duration_since(self.last_data) >= d,
