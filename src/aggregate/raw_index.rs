@@ -9,7 +9,9 @@
 //! whole batch the misses overlap instead of queueing. A slot holds everything a lookup checks
 //! before it reads the key's bytes: 29 bits of the hash and the kind (`check`), both lengths and
 //! the key's place in the arena, so a hit reads one slot and the key bytes, and a collision is
-//! rejected without touching the arena. Load stays at most 3/4.
+//! rejected without touching the arena. Load stays at most 3/4. The slots outlive an interval
+//! (the tables keep their keys warm); one bit of each says whether this interval met the
+//! spelling yet, so the hit path learns that from the slot it read anyway.
 
 use crate::parse::Kind;
 
@@ -20,18 +22,36 @@ pub struct RawSlot {
     check: u32,
     /// Where the raw name, then the raw tags, start in the caller's arena.
     pub off: u32,
-    /// The series' slot in its kind's vector.
-    pub slot: u32,
+    /// The series' slot in its kind's vector, and [`TOUCHED`] in the top bit.
+    slot: u32,
     pub name_len: u16,
     pub tags_len: u16,
 }
 
 const _: () = assert!(std::mem::size_of::<RawSlot>() == 16);
 
+/// The bit of `slot` set once the spelling was met this interval (cleared by
+/// [`RawIndex::untouch_all`]). Series slots are below 2³¹: `max_series` is far smaller.
+const TOUCHED: u32 = 1 << 31;
+
 impl RawSlot {
-    /// A slot to insert: where the key is in the arena, its lengths and the series' slot.
-    pub fn new(off: u32, name_len: u16, tags_len: u16, slot: u32) -> RawSlot {
+    /// A slot to insert: where the key is in the arena, its lengths, the series' slot, and
+    /// whether it counts as met this interval already.
+    pub fn new(off: u32, name_len: u16, tags_len: u16, slot: u32, touched: bool) -> RawSlot {
+        let slot = (slot & !TOUCHED) | if touched { TOUCHED } else { 0 };
         RawSlot { check: 0, off, slot, name_len, tags_len }
+    }
+
+    /// The series' slot in its kind's vector.
+    #[inline(always)]
+    pub fn slot(&self) -> u32 {
+        self.slot & !TOUCHED
+    }
+
+    /// Whether this interval met the spelling already.
+    #[inline(always)]
+    pub fn touched(&self) -> bool {
+        self.slot & TOUCHED != 0
     }
 
     pub fn kind(&self) -> Kind {
@@ -72,10 +92,15 @@ impl RawIndex {
         }
     }
 
-    /// The first slot for (`hash`, `kind`) that `same` accepts: `same` sees only slots whose
-    /// hash bits and kind match.
+    /// The first slot for (`hash`, `kind`) that `same` accepts, and where it is: `same` sees
+    /// only slots whose hash bits and kind match.
     #[inline(always)]
-    pub fn find(&self, hash: u64, kind: Kind, mut same: impl FnMut(&RawSlot) -> bool) -> Option<&RawSlot> {
+    pub fn find(
+        &self,
+        hash: u64,
+        kind: Kind,
+        mut same: impl FnMut(&RawSlot) -> bool,
+    ) -> Option<(usize, RawSlot)> {
         if self.slots.is_empty() {
             return None;
         }
@@ -84,7 +109,7 @@ impl RawIndex {
         loop {
             let s = &self.slots[i];
             if s.check == check && same(s) {
-                return Some(s);
+                return Some((i, *s));
             }
             if s.check == 0 {
                 return None;
@@ -122,6 +147,18 @@ impl RawIndex {
         }
     }
 
+    /// Marks the slot at `at` (where [`RawIndex::find`] found it) as met this interval.
+    pub fn touch(&mut self, at: usize) {
+        self.slots[at].slot |= TOUCHED;
+    }
+
+    /// Marks every slot as not met yet: a new interval starts on the same keys.
+    pub fn untouch_all(&mut self) {
+        for s in &mut self.slots {
+            s.slot &= !TOUCHED;
+        }
+    }
+
     /// Empties the index, keeping its room.
     pub fn clear(&mut self) {
         self.slots.fill(RawSlot::default());
@@ -142,7 +179,7 @@ mod tests {
     use super::*;
 
     fn slot(n: u32) -> RawSlot {
-        RawSlot::new(n, 1, 0, n)
+        RawSlot::new(n, 1, 0, n, false)
     }
 
     /// Colliding hashes, kinds that share the hash, growth, clear and shrink.
@@ -158,17 +195,25 @@ mod tests {
         index.insert(hash(7), Kind::Timer, slot(7000), |s| hash(s.off % 1000));
         assert_eq!(index.len(), 1001);
         for n in 0..1000 {
-            let found = index.find(hash(n), Kind::Counter, |s| s.off == n).map(|s| (s.slot, s.kind()));
+            let found = index.find(hash(n), Kind::Counter, |s| s.off == n).map(|(_, s)| (s.slot(), s.kind()));
             assert_eq!(found, Some((n, Kind::Counter)));
         }
-        assert_eq!(index.find(hash(7), Kind::Timer, |_| true).map(|s| s.slot), Some(7000));
+        assert_eq!(index.find(hash(7), Kind::Timer, |_| true).map(|(_, s)| s.slot()), Some(7000));
         assert!(index.find(hash(8), Kind::Timer, |_| true).is_none());
         assert!(index.capacity() >= 1001 && index.capacity() < 4000);
+        let found = |index: &RawIndex, n: u32| index.find(hash(n), Kind::Counter, |s| s.off == n).unwrap();
+        let (at, s) = found(&index, 5);
+        assert!(!s.touched());
+        index.touch(at);
+        assert_eq!((found(&index, 5).1.touched(), found(&index, 5).1.slot()), (true, 5), "the slot is kept");
+        assert!(!found(&index, 4).1.touched(), "only that one");
+        index.untouch_all();
+        assert!(!found(&index, 5).1.touched());
         index.clear();
         assert!(index.find(hash(3), Kind::Counter, |_| true).is_none());
         index.shrink_to(10);
         assert_eq!(index.capacity(), 12);
         index.insert(hash(3), Kind::Counter, slot(3), |s| hash(s.off));
-        assert_eq!(index.find(hash(3), Kind::Counter, |_| true).map(|s| s.slot), Some(3));
+        assert_eq!(index.find(hash(3), Kind::Counter, |_| true).map(|(_, s)| s.slot()), Some(3));
     }
 }

@@ -5,11 +5,13 @@
 //! of `raw`, the raw-key index ([`super::raw_index`]), whose slots point into one byte arena,
 //! so a hit touches no key allocation at all. Only a miss does real work: the name and tags are sanitized and put
 //! in canonical order, looked up in `canon` (so `#b,a` and `#a,b`, or `a b` and `a_b`, land in
-//! the same series), and a new series is appended. Every container here is cleared, never
-//! dropped, between intervals: arenas, tables and the per-timer value vectors keep their
-//! capacity, so a steady workload allocates nothing, new keys included, once warmed up. Only
-//! room far beyond what an interval used is given back (see [`Tables::clear`]): after a burst,
-//! the next burst allocates again, on the ingest thread.
+//! the same series), and a new series is appended. Between intervals the keys stay: the
+//! accumulators are reset, and each one carries the interval it was last touched in, so a series
+//! that comes back costs a hit and the flush skips those that did not (see [`Tables::clear`]).
+//! The keys are forgotten when most of them went quiet; the containers keep their capacity, so a
+//! steady workload allocates nothing, new keys included, once warmed up. Only room far beyond
+//! what an interval used is given back: after a burst, the next burst allocates again, on the
+//! ingest thread.
 
 use super::key::{canonical_key, KeyRules};
 use super::raw_index::{RawIndex, RawSlot};
@@ -215,6 +217,16 @@ pub struct Tables {
     pub timers: Vec<TimerAcc>,
     timers_len: usize,
     pub sets: Vec<u64>,
+    /// The interval each accumulator was last touched in, by kind and slot: a series whose stamp
+    /// is not `interval` got nothing this interval (its accumulator is reset, its key kept).
+    stamps: [Vec<u32>; 4],
+    /// The interval being recorded; [`Tables::clear`] moves it on.
+    interval: u32,
+    /// Series touched this interval (what `max_series` bounds).
+    live: usize,
+    /// The key rules changed (config reload): the keys held were sanitized by the old ones and
+    /// are dropped at the next [`Tables::clear`].
+    stale_keys: bool,
     members: HashTable<Member>,
     member_bytes: Vec<u8>,
     /// Timer values and gauge deltas held this interval (bounded by `max_samples`).
@@ -246,6 +258,10 @@ impl Tables {
             timers: Vec::new(),
             timers_len: 0,
             sets: Vec::new(),
+            stamps: Default::default(),
+            interval: 0,
+            live: 0,
+            stale_keys: false,
             members: HashTable::new(),
             member_bytes: Vec::new(),
             samples: 0,
@@ -278,26 +294,81 @@ impl Tables {
         &self.limits
     }
 
-    /// Takes new limits (config reload); existing series are kept.
+    /// Takes new limits (config reload). Series of this interval are kept; when the key rules
+    /// changed, the keys held are forgotten at once if nothing was recorded since the last
+    /// clear (a spare), else at the end of the interval.
     pub fn set_limits(&mut self, limits: Limits) {
+        let rekey = limits.key != self.limits.key;
         self.limits = limits;
+        if rekey && self.live == 0 {
+            self.forget_keys();
+        } else if rekey {
+            self.stale_keys = true;
+        }
     }
 
-    /// Empties the tables for the next interval, keeping the allocations a steady workload needs.
-    /// Capacity far beyond what this interval used (a burst of new series, one timer that got a
-    /// million values once) is given back, so that memory follows the live series instead of the
-    /// worst interval ever: a container keeps up to 4× what it held, and is cut to 2× when over.
-    /// Runs on the flush thread.
+    /// Readies the tables for the next interval. Runs on the flush thread.
+    ///
+    /// The keys stay warm: accumulators are reset, but the series, their keys and the raw-key
+    /// index are kept, so a series that comes back next time costs a hit, not a new series (at
+    /// 100 k keys a cold interval starts with a burst of interning that overflows the socket
+    /// buffer). The flush skips a series its interval did not touch (see [`Tables::live_at`]).
+    /// The keys are forgotten instead, as [`Tables::forget`] does, when more than half of them
+    /// went untouched, when they are more than `max_series`, or when the key rules changed: so
+    /// the memory held follows the live series, and keys churned through are not kept forever.
     pub fn clear(&mut self) {
+        let held = self.series.len();
+        if self.stale_keys || held > self.limits.max_series || held > 2 * self.live {
+            return self.forget();
+        }
+        self.counters.fill(0.0);
+        for g in &mut self.gauges[..self.gauges_len] {
+            shrink_vec(&mut g.deltas, 0);
+            g.absolute = None;
+            g.deltas.clear();
+        }
+        for t in &mut self.timers[..self.timers_len] {
+            shrink_vec(&mut t.values, 0);
+            t.clear();
+        }
+        self.sets.fill(0);
+        self.raw.untouch_all();
+        let members = (self.members.len(), self.member_bytes.len());
+        self.members.clear();
+        self.member_bytes.clear();
+        if too_roomy(self.members.capacity(), members.0) {
+            self.members.shrink_to(2 * members.0, |_| 0);
+        }
+        shrink_vec(&mut self.member_bytes, members.1);
+        self.next_interval();
+    }
+
+    /// Forgets every key, the start of a cold interval, keeping the allocations a steady
+    /// workload needs. Capacity far beyond what this interval used (a burst of new series, one
+    /// timer that got a million values once) is given back, so that memory follows the live
+    /// series instead of the worst interval ever: a container keeps up to 4× what it held, and
+    /// is cut to 2× when over.
+    pub fn forget(&mut self) {
+        let used = self.forget_keys();
+        self.next_interval();
+        self.shrink_to(&used);
+    }
+
+    /// Drops every key and accumulator; returns what the last interval used of them. Keys kept
+    /// warm but left untouched do not count: the live share of each container is taken as the
+    /// live share of the series (what a container of one kind used is at most the live series).
+    fn forget_keys(&mut self) -> Used {
+        let (live, held) = (self.live, self.series.len().max(1));
+        let share = |n: usize| (n as u128 * live.min(held) as u128 / held as u128) as usize;
         let used = Used {
-            raw: self.raw.len(),
-            raw_bytes: self.raw_bytes.len(),
-            series: self.series.len(),
-            key_bytes: self.key_bytes.len(),
-            counters: self.counters.len(),
-            gauges: self.gauges_len,
-            timers: self.timers_len,
-            sets: self.sets.len(),
+            raw: share(self.raw.len()),
+            raw_bytes: share(self.raw_bytes.len()),
+            series: live,
+            key_bytes: share(self.key_bytes.len()),
+            counters: self.counters.len().min(live),
+            gauges: self.gauges_len.min(live),
+            timers: self.timers_len.min(live),
+            sets: self.sets.len().min(live),
             members: self.members.len(),
             member_bytes: self.member_bytes.len(),
         };
@@ -323,13 +394,23 @@ impl Tables {
         }
         self.timers_len = 0;
         self.sets.clear();
+        for stamps in &mut self.stamps {
+            stamps.clear();
+        }
         self.members.clear();
         self.member_bytes.clear();
+        self.stale_keys = false;
+        used
+    }
+
+    /// What every clear does: the per-interval figures start again.
+    fn next_interval(&mut self) {
+        self.interval = self.interval.wrapping_add(1);
+        self.live = 0;
         self.samples = 0;
         self.packets.clear();
         self.packet_ends.clear();
         self.stats = IngestStats::default();
-        self.shrink_to(&used);
     }
 
     /// Gives back capacity far beyond what an interval used (see [`Tables::clear`]); the tables
@@ -349,31 +430,44 @@ impl Tables {
         shrink_vec(&mut self.key_bytes, used.key_bytes);
         shrink_vec(&mut self.counters, used.counters);
         shrink_vec(&mut self.sets, used.sets);
+        shrink_vec(&mut self.stamps[Kind::Counter as usize], used.counters);
+        shrink_vec(&mut self.stamps[Kind::Set as usize], used.sets);
         shrink_vec(&mut self.member_bytes, used.member_bytes);
         if too_roomy(self.gauges.len(), used.gauges) {
             self.gauges.truncate(2 * used.gauges);
         }
         shrink_vec(&mut self.gauges, 0);
+        shrink_vec(&mut self.stamps[Kind::Gauge as usize], used.gauges);
         if too_roomy(self.timers.len(), used.timers) {
             self.timers.truncate(2 * used.timers);
         }
         shrink_vec(&mut self.timers, 0);
+        shrink_vec(&mut self.stamps[Kind::Timer as usize], used.timers);
         shrink_vec(&mut self.packets, 0);
         shrink_vec(&mut self.packet_ends, 0);
     }
 
+    /// Series recorded this interval.
     pub fn series_count(&self) -> usize {
+        self.live
+    }
+
+    /// Series whose keys the tables hold: those of this interval, and those of earlier ones
+    /// kept warm (see [`Tables::clear`]).
+    pub fn held_series(&self) -> usize {
         self.series.len()
     }
 
-    /// Every series recorded this interval, in first-seen order.
+    /// Every series recorded this interval, in first-seen order (over the intervals the tables
+    /// kept their keys).
     pub fn series(&self) -> impl Iterator<Item = SeriesRef<'_>> + '_ {
-        self.series.iter().map(move |s| self.series_ref(s))
+        (0..self.series.len()).filter_map(move |i| self.live_at(i))
     }
 
-    /// The `i`-th series (`i < series_count()`).
-    pub fn series_at(&self, i: usize) -> SeriesRef<'_> {
-        self.series_ref(&self.series[i])
+    /// The `i`-th series held (`i < held_series()`), if this interval recorded it.
+    pub fn live_at(&self, i: usize) -> Option<SeriesRef<'_>> {
+        let s = &self.series[i];
+        (self.stamps[s.kind as usize][s.slot as usize] == self.interval).then(|| self.series_ref(s))
     }
 
     fn series_ref(&self, s: &Series) -> SeriesRef<'_> {
@@ -576,9 +670,35 @@ impl Tables {
             }
         });
         match hit {
-            Some(e) => Ok(e.slot),
+            Some((_, e)) if e.touched() => Ok(e.slot()),
+            Some((at, e)) => self.first_hit(kind, e.slot(), at),
             None => self.intern_miss(hash, kind, name, tags),
         }
+    }
+
+    /// The first hit this interval on a spelling whose key was kept from an earlier one: its
+    /// series is touched (unless another spelling did so already), then the spelling is marked.
+    #[cold]
+    #[inline(never)]
+    fn first_hit(&mut self, kind: Kind, slot: u32, at: usize) -> Result<u32, BadLine> {
+        self.touch(kind, slot)?;
+        self.raw.touch(at);
+        Ok(slot)
+    }
+
+    /// Marks a series as recorded this interval; the first time, it counts towards
+    /// `max_series` like a new series.
+    fn touch(&mut self, kind: Kind, slot: u32) -> Result<(), BadLine> {
+        let stamp = &mut self.stamps[kind as usize][slot as usize];
+        if *stamp == self.interval {
+            return Ok(());
+        }
+        if self.live >= self.limits.max_series {
+            return Err(BadLine::TooManySeries);
+        }
+        *stamp = self.interval;
+        self.live += 1;
+        Ok(())
     }
 
     #[cold]
@@ -591,13 +711,14 @@ impl Tables {
         self.scratch = scratch;
         let id = result?;
         let slot = self.series[id as usize].slot;
+        let touched = self.touch(kind, slot);
         // Bound the raw table too: hostile spellings of one series must not grow it forever.
         let fits = name.len() <= u16::MAX as usize && tags.len() <= u16::MAX as usize;
         if fits && self.raw.len() < self.limits.max_series.saturating_mul(4) {
             let off = self.raw_bytes.len() as u32;
             self.raw_bytes.extend_from_slice(name);
             self.raw_bytes.extend_from_slice(tags);
-            let entry = RawSlot::new(off, name.len() as u16, tags.len() as u16, slot);
+            let entry = RawSlot::new(off, name.len() as u16, tags.len() as u16, slot, touched.is_ok());
             let (bytes, hasher) = (&self.raw_bytes, &self.hasher);
             self.raw.insert(hash, kind, entry, |e| {
                 let n = e.off as usize;
@@ -605,7 +726,7 @@ impl Tables {
                 raw_hash(hasher, e.kind(), &bytes[n..t], &bytes[t..t + e.tags_len as usize])
             });
         }
-        Ok(slot)
+        touched.map(|()| slot)
     }
 
     /// Finds or creates the series for a canonical key.
@@ -619,7 +740,7 @@ impl Tables {
         if let Some(&id) = found {
             return Ok(id);
         }
-        if self.series.len() >= self.limits.max_series {
+        if self.live >= self.limits.max_series {
             return Err(BadLine::TooManySeries);
         }
         let slot = match kind {
@@ -628,6 +749,10 @@ impl Tables {
             Kind::Set => push_slot(&mut self.sets, 0),
             Kind::Timer => reuse_slot(&mut self.timers, &mut self.timers_len),
         };
+        // Born untouched: the caller touches it, which counts it.
+        let stamps = &mut self.stamps[kind as usize];
+        stamps.resize(stamps.len().max(slot + 1), 0);
+        stamps[slot] = self.interval.wrapping_sub(1);
         let id = self.series.len() as u32;
         self.series.push(Series {
             kind,
@@ -891,6 +1016,76 @@ mod tests {
         assert_eq!(t.series_count(), 2);
         assert_eq!(t.stats.bad(BadLine::TooManySeries), 2);
         assert_eq!(t.counters[find(&t, Kind::Counter, "a").unwrap().slot], 2.0);
+    }
+
+    #[test]
+    fn keys_stay_warm_across_intervals_and_only_touched_series_are_live() {
+        let mut t = tables();
+        feed(&mut t, "a:1|c\nb:2|ms\nc:3|g\nd:x|s");
+        t.clear();
+        assert_eq!((t.series_count(), t.held_series()), (0, 4));
+        assert_eq!(t.series().count(), 0);
+        feed(&mut t, "a:5|c\nb:7|ms\nd:y|s\nd:z|s");
+        assert_eq!((t.series_count(), t.held_series()), (3, 4), "hits on warm keys, no new series");
+        let live: Vec<&str> = t.series().map(|s| s.key).collect();
+        assert_eq!(live, ["a", "b", "d"]);
+        assert_eq!(t.counters[find(&t, Kind::Counter, "a").unwrap().slot], 5.0, "reset, not carried over");
+        let b = find(&t, Kind::Timer, "b").unwrap().slot;
+        assert_eq!(t.sets[find(&t, Kind::Set, "d").unwrap().slot], 2, "members are per interval");
+        assert_eq!(t.timers_mut()[b].values, vec![7.0]);
+        assert!(find(&t, Kind::Gauge, "c").is_none(), "an untouched gauge is not in the interval");
+    }
+
+    #[test]
+    fn a_warm_series_counts_towards_max_series_when_it_comes_back() {
+        let mut t = Tables::new(Limits { max_series: 2, ..Limits::default() });
+        feed(&mut t, "a:1|c\nb:1|c");
+        t.clear();
+        feed(&mut t, "c:1|c\na:2|c\nb:3|c");
+        assert_eq!(t.series_count(), 2);
+        assert_eq!(t.stats.bad(BadLine::TooManySeries), 1, "b came back third");
+        let live: Vec<&str> = t.series().map(|s| s.key).collect();
+        assert_eq!(live, ["a", "c"]);
+        assert_eq!(t.counters[find(&t, Kind::Counter, "a").unwrap().slot], 2.0);
+    }
+
+    #[test]
+    fn keys_mostly_left_untouched_are_forgotten() {
+        let mut t = tables();
+        let ten: String = (0..10).map(|i| format!("k{i}:1|c\n")).collect();
+        feed(&mut t, &ten);
+        t.clear();
+        feed(&mut t, "k1:1|c\nk2:1|c\nk3:1|c\nk4:1|c\nk5:1|c");
+        t.clear();
+        assert_eq!(t.held_series(), 10, "half of them touched: kept");
+        feed(&mut t, "k1:1|c\nk2:1|c\nk3:1|c\nk4:1|c");
+        t.clear();
+        assert_eq!(t.held_series(), 0, "fewer than half touched: forgotten");
+        feed(&mut t, "k9:1|c");
+        assert_eq!((t.series_count(), t.held_series()), (1, 1));
+    }
+
+    #[test]
+    fn new_key_rules_forget_the_keys_held_sanitized_by_the_old_ones() {
+        let short =
+            Limits { key: KeyRules { max_name_bytes: 4, ..KeyRules::default() }, ..Limits::default() };
+        // A spare (nothing recorded since its clear) forgets them at once.
+        let mut t = tables();
+        feed(&mut t, "abcdef:1|c");
+        t.clear();
+        t.set_limits(short.clone());
+        assert_eq!(t.held_series(), 0);
+        feed(&mut t, "abcdef:1|c");
+        assert_eq!((t.series_count(), t.stats.bad(BadLine::NameTooLong)), (0, 1));
+        // The active tables keep this interval's series and forget them at its end.
+        let mut t = tables();
+        feed(&mut t, "abcdef:1|c");
+        t.set_limits(short);
+        feed(&mut t, "abcdef:1|c");
+        assert_eq!(t.counters[find(&t, Kind::Counter, "abcdef").unwrap().slot], 2.0);
+        t.clear();
+        feed(&mut t, "abcdef:1|c");
+        assert_eq!((t.series_count(), t.stats.bad(BadLine::NameTooLong)), (0, 1));
     }
 
     #[test]

@@ -166,8 +166,9 @@ impl Flusher {
         let interval = meta.interval;
 
         let Flusher { config, hasher, index, known, scratch, .. } = self;
-        for i in 0..tables.series_count() {
-            let s = tables.series_at(i);
+        for i in 0..tables.held_series() {
+            // Keys kept warm from earlier intervals are skipped unless this one touched them.
+            let Some(s) = tables.live_at(i) else { continue };
             let (kind, slot, name_len) = (s.kind, s.slot, s.name_len);
             let key_ref = known_id(index, known, &mut snap.keys, hasher, kind, s.key, name_len);
             let k = &mut known[key_ref.index()];
@@ -480,6 +481,24 @@ mod tests {
         assert_eq!(f[2]["stats.gauges.g"], 5.0);
         assert!(!f[3].contains_key("stats.gauges.g"), "dropped after 2 idle intervals");
         assert_eq!(f[4]["stats.gauges.g"], 1.0, "a forgotten gauge starts again from 0");
+    }
+
+    /// The tables keep their keys from one interval to the next: a series that got nothing is
+    /// reported as idle (or deleted) by the flush, never with the last interval's figures, and
+    /// its key serves it again when it comes back.
+    #[test]
+    fn a_series_skipped_by_one_interval_is_idle_in_it_and_counts_afresh_when_it_comes_back() {
+        let intervals = ["c:1|c\nd:2|c\nt:3|ms\ns:a|s", "d:3|c", "c:4|c\nd:5|c\nt:6|ms\ns:b|s"];
+        for (toml, idle_counter) in [("", Some(0.0)), ("delete_counters = true", None)] {
+            let f = run(toml, &intervals);
+            assert_eq!(f[1].get("stats_counts.c").copied(), idle_counter, "{toml}");
+            assert_eq!(f[1]["stats_counts.d"], 3.0, "{toml}");
+            assert_eq!((f[1]["stats.timers.t.count"], f[1]["stats.sets.s.count"]), (0.0, 0.0), "{toml}");
+            assert!(!f[1].contains_key("stats.timers.t.upper"), "{toml}");
+            assert_eq!((f[2]["stats_counts.c"], f[2]["stats_counts.d"]), (4.0, 5.0), "{toml}");
+            assert_eq!((f[2]["stats.timers.t.count"], f[2]["stats.timers.t.upper"]), (1.0, 6.0), "{toml}");
+            assert_eq!(f[2]["stats.sets.s.count"], 1.0, "{toml}");
+        }
     }
 
     #[test]
