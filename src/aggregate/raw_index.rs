@@ -9,7 +9,9 @@
 //! whole batch the misses overlap instead of queueing. A slot holds everything a lookup checks
 //! before it reads the key's bytes: 29 bits of the hash and the kind (`check`), both lengths and
 //! the key's place in the arena, so a hit reads one slot and the key bytes, and a collision is
-//! rejected without touching the arena. Load stays at most 3/4. The slots outlive an interval
+//! rejected without touching the arena. Load stays at most 3/4. A slot's home is the hash's top
+//! bits, which `check` holds: so the index grows without hashing a key again or reading the
+//! arena, a pass over its own slots (a first interval at 100 k keys grows it a dozen times). The slots outlive an interval
 //! (the tables keep their keys warm); one bit of each says whether this interval met the
 //! spelling yet, so the hit path learns that from the slot it read anyway.
 
@@ -53,10 +55,6 @@ impl RawSlot {
     pub fn touched(&self) -> bool {
         self.slot & TOUCHED != 0
     }
-
-    pub fn kind(&self) -> Kind {
-        Kind::ALL[(self.check & 3) as usize]
-    }
 }
 
 #[inline(always)]
@@ -64,10 +62,28 @@ fn check_of(hash: u64, kind: Kind) -> u32 {
     ((hash >> 32) as u32 & !7) | 4 | kind as u32
 }
 
-#[derive(Default)]
+/// The shift that takes a hash to its home in an index of `size` slots (a power of two): the
+/// home is the hash's top bits. `check` holds the top 29, so a slot's home follows from its
+/// `check` for any size up to [`MAX_SLOTS`]. An empty index gets 63, whose homes (0 or 1) are
+/// past its end.
+fn shift_for(size: usize) -> u32 {
+    64 - size.trailing_zeros().max(1)
+}
+
+/// 2²⁹ slots: the most whose homes `check` can give.
+const MAX_SLOTS: usize = 1 << 29;
+
 pub struct RawIndex {
     slots: Vec<RawSlot>,
     len: usize,
+    /// [`shift_for`] the size of `slots`.
+    shift: u32,
+}
+
+impl Default for RawIndex {
+    fn default() -> Self {
+        RawIndex { slots: Vec::new(), len: 0, shift: shift_for(0) }
+    }
 }
 
 impl RawIndex {
@@ -79,9 +95,16 @@ impl RawIndex {
         self.slots.len() / 4 * 3
     }
 
+    /// Whether one more slot fits: the index stops at [`MAX_SLOTS`] (the caller then leaves a
+    /// raw key out of it, as it does a key too long for a slot).
+    pub fn has_room(&self) -> bool {
+        self.len < MAX_SLOTS / 4 * 3
+    }
+
+    /// The home slot: the hash's top bits, as many as the size has (a power of two).
     #[inline(always)]
     fn home(&self, hash: u64) -> usize {
-        hash as usize & (self.slots.len().wrapping_sub(1))
+        (hash >> self.shift) as usize
     }
 
     /// Asks the CPU to bring the home slot of `hash` into the cache.
@@ -105,7 +128,7 @@ impl RawIndex {
             return None;
         }
         let (check, mask) = (check_of(hash, kind), self.slots.len() - 1);
-        let mut i = hash as usize & mask;
+        let mut i = self.home(hash);
         loop {
             let s = &self.slots[i];
             if s.check == check && same(s) {
@@ -118,20 +141,20 @@ impl RawIndex {
         }
     }
 
-    /// Adds a slot the index does not hold yet. `rehash` gives the hash of a slot already in the
-    /// index, for when it grows.
-    pub fn insert(&mut self, hash: u64, kind: Kind, mut slot: RawSlot, rehash: impl Fn(&RawSlot) -> u64) {
+    /// Adds a slot the index does not hold yet.
+    pub fn insert(&mut self, hash: u64, kind: Kind, mut slot: RawSlot) {
         if self.len + 1 > self.capacity() {
-            self.grow(rehash);
+            self.grow();
         }
         slot.check = check_of(hash, kind);
-        self.put(hash, slot);
+        self.put(slot);
         self.len += 1;
     }
 
-    fn put(&mut self, hash: u64, slot: RawSlot) {
+    /// Puts a slot whose `check` is set at the first free place from its home.
+    fn put(&mut self, slot: RawSlot) {
         let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
+        let mut i = self.home(u64::from(slot.check) << 32);
         while self.slots[i].check != 0 {
             i = (i + 1) & mask;
         }
@@ -139,11 +162,13 @@ impl RawIndex {
     }
 
     #[cold]
-    fn grow(&mut self, rehash: impl Fn(&RawSlot) -> u64) {
+    fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(16);
+        debug_assert!(size <= MAX_SLOTS, "insert only while has_room()");
         let old = std::mem::replace(&mut self.slots, vec![RawSlot::default(); size]);
+        self.shift = shift_for(size);
         for s in old.into_iter().filter(|s| s.check != 0) {
-            self.put(rehash(&s), s);
+            self.put(s);
         }
     }
 
@@ -170,6 +195,7 @@ impl RawIndex {
         let size = (entries * 4 / 3 + 1).next_power_of_two().max(16);
         if size < self.slots.len() {
             self.slots = vec![RawSlot::default(); size];
+            self.shift = shift_for(size);
         }
     }
 }
@@ -182,21 +208,39 @@ mod tests {
         RawSlot::new(n, 1, 0, n, false)
     }
 
+    /// Well-spread hashes, as the tables' are: each slot sits in the probe run of its own home
+    /// through every growth, so every key is found, and a hash not inserted is not.
+    #[test]
+    fn every_key_survives_growth_at_its_home() {
+        let mut rng = crate::aggregate::sketch::tests::Rng(0x2545_F491_4F6C_DD1D);
+        let hashes: Vec<u64> = (0..50_000).map(|_| rng.next()).collect();
+        let mut index = RawIndex::default();
+        for (n, &h) in hashes.iter().enumerate() {
+            index.insert(h, Kind::Gauge, slot(n as u32));
+        }
+        for (n, &h) in hashes.iter().enumerate() {
+            let found = index.find(h, Kind::Gauge, |s| s.off == n as u32).map(|(_, s)| s.slot());
+            assert_eq!(found, Some(n as u32));
+        }
+        assert!((0..1000).all(|_| index.find(rng.next(), Kind::Gauge, |_| true).is_none()));
+    }
+
     /// Colliding hashes, kinds that share the hash, growth, clear and shrink.
     #[test]
     fn finds_what_it_holds_through_collisions_and_growth() {
         let mut index = RawIndex::default();
-        // 1000 keys whose hashes share their low bits in groups of ten, and high bits in pairs
-        let hash = |n: u32| (u64::from(n / 2) << 40) | u64::from(n % 10);
+        // 1000 keys whose hashes share their top bits (their home) in groups of ten, and the
+        // bits `check` holds in pairs
+        let hash = |n: u32| (u64::from(n / 10) << 54) | (u64::from(n / 2) << 35);
         for n in 0..1000 {
             assert!(index.find(hash(n), Kind::Counter, |s| s.off == n).is_none());
-            index.insert(hash(n), Kind::Counter, slot(n), |s| hash(s.off));
+            index.insert(hash(n), Kind::Counter, slot(n));
         }
-        index.insert(hash(7), Kind::Timer, slot(7000), |s| hash(s.off % 1000));
+        index.insert(hash(7), Kind::Timer, slot(7000));
         assert_eq!(index.len(), 1001);
         for n in 0..1000 {
-            let found = index.find(hash(n), Kind::Counter, |s| s.off == n).map(|(_, s)| (s.slot(), s.kind()));
-            assert_eq!(found, Some((n, Kind::Counter)));
+            let found = index.find(hash(n), Kind::Counter, |s| s.off == n).map(|(_, s)| s.slot());
+            assert_eq!(found, Some(n));
         }
         assert_eq!(index.find(hash(7), Kind::Timer, |_| true).map(|(_, s)| s.slot()), Some(7000));
         assert!(index.find(hash(8), Kind::Timer, |_| true).is_none());
@@ -213,7 +257,7 @@ mod tests {
         assert!(index.find(hash(3), Kind::Counter, |_| true).is_none());
         index.shrink_to(10);
         assert_eq!(index.capacity(), 12);
-        index.insert(hash(3), Kind::Counter, slot(3), |s| hash(s.off));
+        index.insert(hash(3), Kind::Counter, slot(3));
         assert_eq!(index.find(hash(3), Kind::Counter, |_| true).map(|(_, s)| s.slot()), Some(3));
     }
 }

@@ -170,8 +170,8 @@ impl TimerAcc {
     }
 }
 
-/// One series of the interval: its canonical key in `key_bytes` and its slot in the per-kind
-/// vector.
+/// One series held: its canonical key in `key_bytes`, its slot in the per-kind vector, and the
+/// low 32 bits of its key's hash (see [`canon_hash`]).
 #[derive(Clone, Copy, Debug)]
 struct Series {
     kind: Kind,
@@ -179,6 +179,7 @@ struct Series {
     key_len: u32,
     name_len: u32,
     slot: u32,
+    hash: u32,
 }
 
 /// A set member already seen: (set slot, member bytes in `member_bytes`).
@@ -714,24 +715,20 @@ impl Tables {
         let touched = self.touch(kind, slot);
         // Bound the raw table too: hostile spellings of one series must not grow it forever.
         let fits = name.len() <= u16::MAX as usize && tags.len() <= u16::MAX as usize;
-        if fits && self.raw.len() < self.limits.max_series.saturating_mul(4) {
+        if fits && self.raw.has_room() && self.raw.len() < self.limits.max_series.saturating_mul(4) {
             let off = self.raw_bytes.len() as u32;
             self.raw_bytes.extend_from_slice(name);
             self.raw_bytes.extend_from_slice(tags);
             let entry = RawSlot::new(off, name.len() as u16, tags.len() as u16, slot, touched.is_ok());
-            let (bytes, hasher) = (&self.raw_bytes, &self.hasher);
-            self.raw.insert(hash, kind, entry, |e| {
-                let n = e.off as usize;
-                let t = n + e.name_len as usize;
-                raw_hash(hasher, e.kind(), &bytes[n..t], &bytes[t..t + e.tags_len as usize])
-            });
+            self.raw.insert(hash, kind, entry);
         }
         touched.map(|()| slot)
     }
 
     /// Finds or creates the series for a canonical key.
     fn canonical_id(&mut self, kind: Kind, key: &[u8], name_len: usize) -> Result<u32, BadLine> {
-        let hash = self.hasher.hash_one((kind as u8, key));
+        let hash32 = self.hasher.hash_one((kind as u8, key)) as u32;
+        let hash = canon_hash(hash32);
         let (series, bytes) = (&self.series, &self.key_bytes);
         let found = self.canon.find(hash, |&id| {
             let s = &series[id as usize];
@@ -760,16 +757,21 @@ impl Tables {
             key_len: key.len() as u32,
             name_len: name_len as u32,
             slot: slot as u32,
+            hash: hash32,
         });
         self.key_bytes.extend_from_slice(key);
-        let (series, bytes, hasher) = (&self.series, &self.key_bytes, &self.hasher);
-        self.canon.insert_unique(hash, id, |&id| {
-            let s = &series[id as usize];
-            let key = &bytes[s.key_off as usize..(s.key_off + s.key_len) as usize];
-            hasher.hash_one((s.kind as u8, key))
-        });
+        let series = &self.series;
+        self.canon.insert_unique(hash, id, |&id| canon_hash(series[id as usize].hash));
         Ok(id)
     }
+}
+
+/// The `canon` table's hash of a series, from the 32 bits each [`Series`] keeps: the table then
+/// grows without reading a key or hashing one again. The multiply spreads them over the 64 bits
+/// hashbrown reads (its control bytes take the top ones).
+#[inline(always)]
+fn canon_hash(hash32: u32) -> u64 {
+    u64::from(hash32).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// One hash of a raw key's name bytes (and its tags' when there are any), with the kind mixed in
