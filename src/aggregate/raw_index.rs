@@ -10,10 +10,11 @@
 //! before it reads the key's bytes: 29 bits of the hash and the kind (`check`), both lengths and
 //! the key's place in the arena, so a hit reads one slot and the key bytes, and a collision is
 //! rejected without touching the arena. Load stays at most 3/4. A slot's home is the hash's top
-//! bits, which `check` holds: so the index grows without hashing a key again or reading the
-//! arena, a pass over its own slots (a first interval at 100 k keys grows it a dozen times). The slots outlive an interval
-//! (the tables keep their keys warm); one bit of each says whether this interval met the
-//! spelling yet, so the hit path learns that from the slot it read anyway.
+//! bits, which `check` holds: so the index grows by one pass over its own slots, without
+//! hashing a key again or reading the arena (a first interval at 100 k keys grows it a dozen
+//! times). The slots outlive an interval (the tables keep their keys warm); one bit of each
+//! says whether this interval met the spelling yet, so the hit path learns that from the slot
+//! it read anyway.
 
 use crate::parse::Kind;
 
@@ -64,10 +65,11 @@ fn check_of(hash: u64, kind: Kind) -> u32 {
 
 /// The shift that takes a hash to its home in an index of `size` slots (a power of two): the
 /// home is the hash's top bits. `check` holds the top 29, so a slot's home follows from its
-/// `check` for any size up to [`MAX_SLOTS`]. An empty index gets 63, whose homes (0 or 1) are
-/// past its end.
+/// `check` for any size up to [`MAX_SLOTS`]. An empty index gets 0: every home is past its end,
+/// and nothing is probed.
 fn shift_for(size: usize) -> u32 {
-    64 - size.trailing_zeros().max(1)
+    debug_assert!(size == 0 || (size >= 16 && size.is_power_of_two()));
+    64 - size.trailing_zeros()
 }
 
 /// 2²⁹ slots: the most whose homes `check` can give.
