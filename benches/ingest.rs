@@ -13,6 +13,7 @@ use kstatsd::flush::{CounterNames, FlushMeta, Flusher, Naming, Snapshot};
 use kstatsd::ingest::{self, Format};
 use kstatsd::parse::LineBuf;
 use kstatsd::sink::console::render_flat;
+#[cfg(feature = "kafka")]
 use kstatsd::sink::kafka::KafkaNative;
 use kstatsd::sink::kafka_rest::KafkaRest;
 use kstatsd::sink::Sink;
@@ -245,6 +246,7 @@ fn kafka_serialize(cr: &mut Criterion) {
 /// snapshot (the REST sink's encoder) and hands every record to librdkafka's queue (a copy each;
 /// no broker answers here, so between iterations the queue is emptied, untimed). Same series as
 /// `kafka_serialize`; the queue is big enough that nothing is refused, which is checked.
+#[cfg(feature = "kafka")]
 fn kafka_native_enqueue(cr: &mut Criterion) {
     let mut group = cr.benchmark_group("kafka_native_enqueue");
     group.sample_size(10);
@@ -297,6 +299,10 @@ fn kafka_native_enqueue(cr: &mut Criterion) {
     }
     group.finish();
 }
+
+/// Built without the native Kafka sink (`--no-default-features`), there is nothing to measure.
+#[cfg(not(feature = "kafka"))]
+fn kafka_native_enqueue(_: &mut Criterion) {}
 
 criterion_group!(
     benches,
