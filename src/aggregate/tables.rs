@@ -659,17 +659,25 @@ impl Tables {
         self.intern_hashed(raw_hash(&self.hasher, kind, name, tags), kind, name, tags)
     }
 
-    /// [`Tables::intern`] with the raw key's hash computed already.
+    /// [`Tables::intern`] with the raw key's hash computed already. The key comparison is
+    /// always inlined into the probe: left to LLVM, it stayed one shared function, called once
+    /// per line, that could not know an untagged line's tags are empty (the realistic mix at
+    /// 1 k keys under callgrind: 498 → 476 instructions per line; plain 348 → 317).
     #[inline(always)]
     fn intern_hashed(&mut self, hash: u64, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
         let bytes = &self.raw_bytes;
-        let hit = self.raw.find(hash, kind, |e| {
-            e.name_len as usize == name.len() && e.tags_len as usize == tags.len() && {
-                let n = e.off as usize;
-                let t = n + name.len();
-                bytes_eq(&bytes[n..t], name) && bytes_eq(&bytes[t..t + tags.len()], tags)
-            }
-        });
+        let hit = self.raw.find(
+            hash,
+            kind,
+            #[inline(always)]
+            |e| {
+                e.name_len as usize == name.len() && e.tags_len as usize == tags.len() && {
+                    let n = e.off as usize;
+                    let t = n + name.len();
+                    bytes_eq(&bytes[n..t], name) && bytes_eq(&bytes[t..t + tags.len()], tags)
+                }
+            },
+        );
         match hit {
             Some((_, e)) if e.touched() => Ok(e.slot()),
             Some((at, e)) => self.first_hit(kind, e.slot(), at),
