@@ -4,6 +4,7 @@
 //! every allocation) and hands it back as the next spare.
 
 mod key;
+mod key_hash;
 mod raw_index;
 pub mod sketch;
 mod tables;

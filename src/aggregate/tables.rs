@@ -14,6 +14,7 @@
 //! ingest thread.
 
 use super::key::{canonical_key, KeyRules};
+use super::key_hash::KeyHasher;
 use super::raw_index::{RawIndex, RawSlot};
 use super::sketch::TimerSketch;
 use crate::parse::{BadLine, Kind, Sample, SampleValue};
@@ -205,6 +206,7 @@ pub struct SeriesRef<'a> {
 pub struct Tables {
     limits: Limits,
     hasher: DefaultHashBuilder,
+    key_hasher: KeyHasher,
     raw: RawIndex,
     raw_bytes: Vec<u8>,
     canon: HashTable<u32>,
@@ -248,6 +250,7 @@ impl Tables {
         Tables {
             limits,
             hasher: DefaultHashBuilder::default(),
+            key_hasher: KeyHasher::default(),
             raw: RawIndex::default(),
             raw_bytes: Vec::new(),
             canon: HashTable::new(),
@@ -519,7 +522,7 @@ impl Tables {
     /// The hash [`Tables::record_hashed`] wants for a raw key.
     #[inline(always)]
     pub fn key_hash(&self, kind: Kind, name: &[u8], tags: &[u8]) -> u64 {
-        raw_hash(&self.hasher, kind, name, tags)
+        self.key_hasher.hash(kind as u64, name, tags)
     }
 
     /// Raw keys known this interval (distinct spellings of the series).
@@ -656,7 +659,7 @@ impl Tables {
     /// under callgrind: 503 → 489 instructions per line).
     #[inline(always)]
     fn intern(&mut self, kind: Kind, name: &[u8], tags: &[u8]) -> Result<u32, BadLine> {
-        self.intern_hashed(raw_hash(&self.hasher, kind, name, tags), kind, name, tags)
+        self.intern_hashed(self.key_hasher.hash(kind as u64, name, tags), kind, name, tags)
     }
 
     /// [`Tables::intern`] with the raw key's hash computed already. The key comparison is
@@ -780,21 +783,6 @@ impl Tables {
 #[inline(always)]
 fn canon_hash(hash32: u32) -> u64 {
     u64::from(hash32).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// One hash of a raw key's name bytes (and its tags' when there are any), with the kind mixed in
-/// by multiplication so that it reaches every bit the index looks at. The bytes go straight to
-/// the hasher's `write` (which mixes their length in itself): `hash_one(&[u8])` also hashes a
-/// length prefix, and LLVM stopped inlining it into the probe (with `record_one` always
-/// inlined, `profile_ingest 10000 plain`: 543 → 503 instructions per line).
-#[inline(always)]
-fn raw_hash(hasher: &DefaultHashBuilder, kind: Kind, name: &[u8], tags: &[u8]) -> u64 {
-    let mut h = hasher.build_hasher();
-    h.write(name);
-    if !tags.is_empty() {
-        h.write(tags);
-    }
-    (h.finish() ^ kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Byte-slice equality for keys, inlined: sixteen bytes at a time with the last block read
