@@ -19,7 +19,7 @@ use super::raw_index::{RawIndex, RawSlot};
 use super::sketch::TimerSketch;
 use crate::parse::{BadLine, Kind, Sample, SampleValue};
 use hashbrown::{DefaultHashBuilder, HashTable};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// Bounds that keep memory finite under hostile cardinality.
 #[derive(Clone, Debug, PartialEq)]
@@ -632,13 +632,10 @@ impl Tables {
     }
 
     fn add_member(&mut self, set: usize, member: &[u8]) -> Result<(), BadLine> {
-        let mut h = self.hasher.build_hasher();
-        h.write_u32(set as u32);
-        h.write(member);
-        let hash = h.finish();
+        let hash = self.key_hasher.hash(set as u64, member, b"");
         let bytes = &self.member_bytes;
         let found = self.members.find(hash, |m| {
-            m.set == set as u32 && &bytes[m.off as usize..(m.off + m.len) as usize] == member
+            m.set == set as u32 && bytes_eq(&bytes[m.off as usize..(m.off + m.len) as usize], member)
         });
         if found.is_some() {
             return Ok(());
