@@ -32,7 +32,8 @@ impl Default for KeyHasher {
 }
 
 impl KeyHasher {
-    /// The hash of one raw key. `kind` is the key's kind as a small integer.
+    /// The hash of one raw key. `kind` is a small integer that tells apart keys of the same
+    /// bytes: the key's kind, or for a set member the set's index.
     #[inline(always)]
     pub fn hash(&self, kind: u64, name: &[u8], tags: &[u8]) -> u64 {
         let [s0, s1, _, s3] = self.seeds;
