@@ -429,7 +429,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let c = Config::defaults();
         assert_eq!(c.server.udp, vec!["127.0.0.1:8125".parse::<SocketAddr>().unwrap()]);
-        assert_eq!(c.server.recv_buffer, 8 << 20);
+        assert_eq!(c.server.recv_buffer, 32 << 20);
         assert_eq!(c.aggregate.flush_interval, Duration::from_secs(10));
         assert_eq!(c.aggregate.percentiles, vec![Percentile::new(90.0)]);
         assert!(c.aggregate.legacy_namespace);
